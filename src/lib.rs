@@ -1,0 +1,19 @@
+//! kratos-jit: just-in-time provisioning of Ory Kratos identities from enterprise IdP sign-ins.
+//!
+//! The crate is layered so that "what happens to a login" reads top-down:
+//!
+//! - [`mapper`]: Kratos-compatible Jsonnet claims mappers, compiled once, evaluated under limits.
+//! - [`provider`]: the per-customer provider folders (`mappers/<provider-id>/`) and their settings.
+//! - [`schema`]: validation of mapped traits against the Kratos identity schema.
+//! - [`claims`]: turning an ID token's claims into the exact claims object Kratos builds.
+//! - [`token`]: ID token verification against a provider's issuer (JWKS, algorithms, time claims).
+//! - [`kratos`]: the port to the Kratos admin API (our own types) and its HTTP adapter.
+//! - [`standin`]: an in-memory Kratos admin API stand-in on loopback, for tests and `serve --dev`.
+
+pub mod claims;
+pub mod kratos;
+pub mod mapper;
+pub mod provider;
+pub mod schema;
+pub mod standin;
+pub mod token;
