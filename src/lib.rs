@@ -10,10 +10,18 @@
 //! - [`kratos`]: the port to the Kratos admin API (our own types) and its HTTP adapter.
 //! - [`standin`]: an in-memory Kratos admin API stand-in on loopback, for tests and `serve --dev`.
 
+pub mod check;
 pub mod claims;
+pub mod decision;
 pub mod kratos;
 pub mod mapper;
+pub mod policy;
 pub mod provider;
 pub mod schema;
 pub mod standin;
 pub mod token;
+
+/// Every allocation goes through the mapper guard so that a runaway Jsonnet evaluation can be
+/// stopped on its own thread (see [`mapper::guard`]).
+#[global_allocator]
+static ALLOCATOR: mapper::guard::GuardedAllocator = mapper::guard::GuardedAllocator;

@@ -1,1 +1,198 @@
-fn main() {}
+//! The `kratos-jit` command line.
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use kratos_jit::check;
+use kratos_jit::mapper::{Isolation, Limits, MapperEngine, WorkerProgram, process};
+use kratos_jit::provider::Providers;
+use kratos_jit::schema::IdentitySchemas;
+
+#[derive(Parser)]
+#[command(
+    name = "kratos-jit",
+    version,
+    about = "Just-in-time provisioning of Ory Kratos identities from enterprise IdP sign-ins"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load every provider, compile every mapper, run every fixture; non-zero exit on any failure.
+    Check {
+        /// The providers directory.
+        #[arg(default_value = "mappers")]
+        dir: PathBuf,
+    },
+    /// Print a provider mapper's output for a claims file, as Kratos would compute it.
+    Map {
+        /// The provider (Kratos OIDC provider id).
+        #[arg(long)]
+        provider: String,
+        /// The current identity ({traits, metadata_public, metadata_admin}) as JSON.
+        #[arg(long)]
+        identity: Option<PathBuf>,
+        /// The providers directory.
+        #[arg(long, default_value = "mappers")]
+        dir: PathBuf,
+        /// The claims object as JSON; `-` reads standard input.
+        claims: PathBuf,
+    },
+    /// Internal: a mapper evaluation worker, started by kratos-jit itself.
+    #[command(name = process::WORKER_SUBCOMMAND, hide = true)]
+    MapperWorker,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::MapperWorker = cli.command {
+        return process::worker_main();
+    }
+    let result = match cli.command {
+        Command::Check { dir } => run_check(&dir),
+        Command::Map {
+            provider,
+            identity,
+            dir,
+            claims,
+        } => run_map(&dir, &provider, identity.as_deref(), &claims),
+        Command::MapperWorker => unreachable!("handled above"),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn load(dir: &Path) -> anyhow::Result<Option<(Providers, MapperEngine, IdentitySchemas)>> {
+    let providers = match Providers::load(dir) {
+        Ok((providers, warnings)) => {
+            for warning in warnings {
+                eprintln!("warning: {warning}");
+            }
+            providers
+        }
+        Err(errors) => {
+            for error in &errors {
+                eprintln!("{error}");
+            }
+            eprintln!("{} problem(s) in {}", errors.len(), dir.display());
+            return Ok(None);
+        }
+    };
+    let schemas = IdentitySchemas::builtin();
+    let isolation = Isolation::Processes(
+        WorkerProgram::current_exe().context("locating the kratos-jit executable")?,
+    );
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let engine = match MapperEngine::start(
+        providers.mapper_sources(),
+        Limits::default(),
+        threads,
+        isolation,
+    ) {
+        Ok(engine) => engine,
+        Err(errors) => {
+            for error in &errors {
+                eprintln!("{error}");
+            }
+            return Ok(None);
+        }
+    };
+    Ok(Some((providers, engine, schemas)))
+}
+
+fn run_check(dir: &Path) -> anyhow::Result<ExitCode> {
+    let Some((providers, engine, schemas)) = load(dir)? else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let reports = check::run(&providers, &engine, &schemas);
+    let width = reports.iter().map(|r| r.provider.len()).max().unwrap_or(0);
+    let mut failed = 0;
+    for report in &reports {
+        let total = report.fixtures.len();
+        match report.failed() {
+            0 => println!(
+                "ok    {:width$}  {total} fixture(s) passed",
+                report.provider
+            ),
+            n => {
+                failed += n;
+                println!(
+                    "FAIL  {:width$}  {n} of {total} fixture(s) failed",
+                    report.provider
+                );
+                for fixture in report.fixtures.iter().filter(|f| f.failure.is_some()) {
+                    println!(
+                        "  {}: {}",
+                        fixture.name,
+                        fixture.failure.as_deref().unwrap_or_default()
+                    );
+                }
+            }
+        }
+    }
+    if failed == 0 {
+        println!("{} provider(s), all fixtures passed", reports.len());
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("{failed} fixture(s) failed");
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn read_json(path: &Path) -> anyhow::Result<serde_json::Value> {
+    let text = if path == Path::new("-") {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading standard input")?;
+        text
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+    };
+    serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
+}
+
+fn run_map(
+    dir: &Path,
+    provider: &str,
+    identity: Option<&Path>,
+    claims: &Path,
+) -> anyhow::Result<ExitCode> {
+    let claims = read_json(claims)?;
+    let identity = identity.map(read_json).transpose()?;
+    let Some((providers, engine, schemas)) = load(dir)? else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let Some(provider) = providers.get(provider) else {
+        anyhow::bail!("no provider `{provider}` in {}", dir.display());
+    };
+    let evaluation = match check::evaluate(&engine, &schemas, provider, &claims, identity.as_ref())
+    {
+        Ok(evaluation) => evaluation,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    if let Some(output) = &evaluation.output {
+        println!("{}", check::pretty(output));
+    }
+    match evaluation.denial {
+        None => Ok(ExitCode::SUCCESS),
+        Some(denial) => {
+            eprintln!("denied: {denial}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

@@ -1,1 +1,701 @@
-//! placeholder
+//! Kratos-compatible Jsonnet claims mappers: compiled once, evaluated under hard limits.
+//!
+//! The contract is Kratos's own (RESEARCH.md §2), so one mapper file works in Kratos's
+//! `mapper_url` and here:
+//!
+//! - `std.extVar('claims')` is the claims object Kratos builds (standard claims + `raw_claims`);
+//! - `std.extVar('identity')` is `{traits, metadata_public, metadata_admin}` of the current
+//!   identity, empty objects for a new one (as Kratos master does);
+//! - the output is `{identity: {traits, metadata_public?, metadata_admin?, verified_addresses?}}`;
+//! - `error "..."` is a denial carrying that message.
+//!
+//! Limits are at least as tight as Kratos's: no imports, 256 KiB of output, a bounded stack,
+//! one second of evaluation, plus an allocation budget ([`guard`]). A runaway mapper ends in a
+//! [`MapperError`] on its own thread; the process and the other evaluator threads carry on.
+//!
+//! jrsonnet's state is `!Send`, so evaluation happens on dedicated threads ([`MapperEngine`]),
+//! each owning an [`Evaluator`] with every mapper compiled once when the thread starts. Callers
+//! hand over JSON and get JSON back, from sync code or async code.
+
+pub mod guard;
+pub mod process;
+
+mod convert;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use jrsonnet_evaluator::error::ErrorKind;
+use jrsonnet_evaluator::{PreparedSnippet, State, Val, trace::PathResolver};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+pub use process::WorkerProgram;
+
+/// Limits applied to every evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall time for one evaluation, including forcing the output (Kratos: 1 s).
+    pub timeout: Duration,
+    /// Size of the minified JSON output (Kratos: 256 KiB).
+    pub max_output_bytes: usize,
+    /// Jsonnet call depth (go-jsonnet's default is 500).
+    pub max_stack: usize,
+    /// Bytes one evaluation may allocate in total.
+    pub max_allocated_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            timeout: Duration::from_secs(1),
+            max_output_bytes: 256 * 1024,
+            max_stack: 500,
+            max_allocated_bytes: 512 * 1024 * 1024,
+        }
+    }
+}
+
+/// A mapper file as loaded from disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapperSource {
+    /// The provider the mapper belongs to.
+    pub provider: String,
+    /// Where it was read from; used in every diagnostic.
+    pub path: PathBuf,
+    pub code: String,
+    /// Hex SHA-256 of the code: recorded as provenance on identities it produced.
+    pub sha256: String,
+}
+
+impl MapperSource {
+    pub fn new(
+        provider: impl Into<String>,
+        path: impl Into<PathBuf>,
+        code: impl Into<String>,
+    ) -> Self {
+        let code = code.into();
+        let sha256 = hex::encode(Sha256::digest(code.as_bytes()));
+        MapperSource {
+            provider: provider.into(),
+            path: path.into(),
+            code,
+            sha256,
+        }
+    }
+}
+
+/// Where in a mapper file something went wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Location {
+    pub path: PathBuf,
+    pub line: usize,
+    pub column: usize,
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.path.display(), self.line, self.column)
+    }
+}
+
+fn computing(field: &Option<String>) -> String {
+    field
+        .as_ref()
+        .map(|f| format!(" (while computing {f})"))
+        .unwrap_or_default()
+}
+
+fn at(location: &Option<Location>) -> String {
+    location
+        .as_ref()
+        .map(|l| format!(" at {l}"))
+        .unwrap_or_default()
+}
+
+/// Why a mapper produced no usable output.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum MapperError {
+    #[error("{location}: {message}")]
+    Compile { location: Location, message: String },
+    /// The mapper refused the login with `error "..."`.
+    #[error("{message}")]
+    Denied {
+        message: String,
+        location: Option<Location>,
+    },
+    #[error("the mapper reads the claim or field `{field}`, which is not there{}{}; guard it with std.objectHas or std.get", at(.location), computing(.output_field))]
+    MissingField {
+        field: String,
+        location: Option<Location>,
+        output_field: Option<String>,
+    },
+    #[error("the mapper failed{}{}: {message}", at(.location), computing(.output_field))]
+    Runtime {
+        message: String,
+        location: Option<Location>,
+        output_field: Option<String>,
+    },
+    #[error("the mapper did not finish within {0:?}")]
+    Timeout(Duration),
+    #[error("the mapper allocated more than {0} bytes")]
+    TooMuchMemory(u64),
+    #[error("the mapper recursed deeper than {0} calls")]
+    StackOverflow(usize),
+    #[error("the mapper output is larger than {0} bytes")]
+    OutputTooLarge(usize),
+    #[error("the mapper output is invalid: {0}")]
+    InvalidOutput(String),
+    #[error("the mapper's worker process failed: {0}")]
+    WorkerCrashed(String),
+    #[error("no mapper is loaded for provider `{0}`")]
+    UnknownProvider(String),
+    #[error("the mapper engine is not running")]
+    EngineStopped,
+}
+
+impl MapperError {
+    /// A denial the mapper chose (as opposed to a broken or runaway mapper).
+    pub fn is_denial(&self) -> bool {
+        matches!(self, MapperError::Denied { .. })
+    }
+}
+
+/// What a mapper produced, checked against Kratos's output contract.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MappedIdentity {
+    pub traits: Map<String, Value>,
+    pub metadata_public: Option<Map<String, Value>>,
+    pub metadata_admin: Option<Map<String, Value>>,
+    pub verified_addresses: Vec<VerifiedAddress>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedAddress {
+    pub value: String,
+    pub via: String,
+}
+
+impl MappedIdentity {
+    /// Applies Kratos's checks on a mapper's output (`strategy_registration.go`): `identity.traits`
+    /// must be an object, metadata objects if present, `verified_addresses` an array of
+    /// `{value, via}` whose e-mail values Kratos lower-cases and trims.
+    pub fn from_output(output: &Value) -> Result<Self, MapperError> {
+        let invalid = |m: &str| MapperError::InvalidOutput(m.to_owned());
+        let identity = output
+            .get("identity")
+            .and_then(Value::as_object)
+            .ok_or_else(|| invalid("expected an object with an `identity` object at the top"))?;
+        let traits = match identity.get("traits") {
+            Some(Value::Object(t)) => t.clone(),
+            Some(_) => return Err(invalid("`identity.traits` must be an object")),
+            None => return Err(invalid("`identity.traits` is missing")),
+        };
+        let metadata = |key: &str| -> Result<Option<Map<String, Value>>, MapperError> {
+            match identity.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::Object(m)) => Ok(Some(m.clone())),
+                Some(_) => Err(MapperError::InvalidOutput(format!(
+                    "`identity.{key}` must be an object"
+                ))),
+            }
+        };
+        let mut verified_addresses = Vec::new();
+        match identity.get("verified_addresses") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    let field = |k: &str| item.get(k).and_then(Value::as_str);
+                    let (Some(value), Some(via)) = (field("value"), field("via")) else {
+                        return Err(MapperError::InvalidOutput(format!(
+                            "`identity.verified_addresses[{i}]` must be {{value: string, via: string}}"
+                        )));
+                    };
+                    let value = if via == "email" {
+                        value.trim().to_lowercase()
+                    } else {
+                        value.to_owned()
+                    };
+                    verified_addresses.push(VerifiedAddress {
+                        value,
+                        via: via.to_owned(),
+                    });
+                }
+            }
+            Some(_) => return Err(invalid("`identity.verified_addresses` must be an array")),
+        }
+        Ok(MappedIdentity {
+            traits,
+            metadata_public: metadata("metadata_public")?,
+            metadata_admin: metadata("metadata_admin")?,
+            verified_addresses,
+        })
+    }
+}
+
+/// The `identity` ext var for a login without an identity yet.
+pub fn empty_identity() -> Value {
+    serde_json::json!({"traits": {}, "metadata_public": {}, "metadata_admin": {}})
+}
+
+fn new_state() -> (State, jrsonnet_stdlib::ContextInitializer) {
+    let std_ctx = jrsonnet_stdlib::ContextInitializer::new(PathResolver::Absolute);
+    let mut builder = State::builder();
+    builder.context_initializer(std_ctx.clone());
+    // No import resolver: the default one refuses every import, as Kratos's ErrorImporter does.
+    (builder.build(), std_ctx)
+}
+
+fn locate(span: &jrsonnet_evaluator::Span, path: &Path) -> Location {
+    let [loc] = span.0.map_source_locations(&[span.1]);
+    Location {
+        path: path.to_owned(),
+        line: loc.line,
+        column: loc.column,
+    }
+}
+
+/// The innermost location of an evaluation error that lies in the mapper file.
+fn error_location(e: &jrsonnet_evaluator::Error, path: &Path) -> Option<Location> {
+    e.trace()
+        .0
+        .iter()
+        .find_map(|el| el.location.as_ref())
+        .map(|span| locate(span, path))
+}
+
+/// Parses and analyses a mapper without evaluating it.
+pub fn compile(source: &MapperSource) -> Result<(), MapperError> {
+    let (state, _) = new_state();
+    prepare(&state, source).map(|_| ())
+}
+
+fn prepare(state: &State, source: &MapperSource) -> Result<PreparedSnippet, MapperError> {
+    let name = source.path.display().to_string();
+    state
+        .prepare_snippet(name, source.code.as_str())
+        .map_err(|e| {
+            let (message, location) = match e.error() {
+                ErrorKind::ImportSyntaxError { path, error } => {
+                    let offset = error.location.1.min(path.code().len() as u32);
+                    let [loc] = path.map_source_locations(&[offset]);
+                    let location = Location {
+                        path: source.path.clone(),
+                        line: loc.line,
+                        column: loc.column,
+                    };
+                    (format!("syntax error: {}", error.message), location)
+                }
+                ErrorKind::StaticAnalysisError(diagnostics) => {
+                    let first = diagnostics.first();
+                    let location = first
+                        .and_then(|d| d.span.as_ref())
+                        .map(|s| locate(s, &source.path))
+                        .unwrap_or(Location {
+                            path: source.path.clone(),
+                            line: 1,
+                            column: 1,
+                        });
+                    let message = diagnostics
+                        .iter()
+                        .map(|d| d.message.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    (message, location)
+                }
+                other => (
+                    other.to_string(),
+                    Location {
+                        path: source.path.clone(),
+                        line: 1,
+                        column: 1,
+                    },
+                ),
+            };
+            MapperError::Compile { location, message }
+        })
+}
+
+struct Compiled {
+    snippet: PreparedSnippet,
+    path: PathBuf,
+}
+
+/// One thread's evaluator: a jrsonnet state with every mapper compiled. `!Send` by design.
+pub struct Evaluator {
+    state: State,
+    std_ctx: jrsonnet_stdlib::ContextInitializer,
+    mappers: HashMap<String, Compiled>,
+    limits: Limits,
+}
+
+impl Evaluator {
+    pub fn new(sources: &[MapperSource], limits: Limits) -> Result<Self, Vec<MapperError>> {
+        let (state, std_ctx) = new_state();
+        let mut mappers = HashMap::with_capacity(sources.len());
+        let mut errors = Vec::new();
+        for source in sources {
+            match prepare(&state, source) {
+                Ok(snippet) => {
+                    mappers.insert(
+                        source.provider.clone(),
+                        Compiled {
+                            snippet,
+                            path: source.path.clone(),
+                        },
+                    );
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        if errors.is_empty() {
+            Ok(Evaluator {
+                state,
+                std_ctx,
+                mappers,
+                limits,
+            })
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Runs `provider`'s mapper over `claims` and `identity`; returns the raw output value.
+    pub fn evaluate(
+        &self,
+        provider: &str,
+        claims: &Value,
+        identity: &Value,
+    ) -> Result<Value, MapperError> {
+        let compiled = self
+            .mappers
+            .get(provider)
+            .ok_or_else(|| MapperError::UnknownProvider(provider.to_owned()))?;
+        // Ext vars live in settings shared by every evaluation of this state: always rebind both.
+        self.std_ctx
+            .add_ext_var("claims".into(), convert::to_val(claims));
+        self.std_ctx
+            .add_ext_var("identity".into(), convert::to_val(identity));
+        let limits = self.limits;
+
+        guard::arm(limits.timeout, limits.max_allocated_bytes, limits.max_stack);
+        let result = self
+            .state
+            .evaluate_prepared_snippet(&compiled.snippet)
+            .map_err(convert::ConvertError::from)
+            .and_then(|val| convert::to_json(val, limits.max_output_bytes));
+        let tripped = guard::disarm(limits.max_stack);
+
+        // Drop the request's data from the shared settings before anything else runs.
+        self.std_ctx.add_ext_var("claims".into(), Val::Null);
+        self.std_ctx.add_ext_var("identity".into(), Val::Null);
+
+        match (result, tripped) {
+            (_, Some(guard::Trip::Time)) => Err(MapperError::Timeout(limits.timeout)),
+            (_, Some(guard::Trip::Memory)) => {
+                Err(MapperError::TooMuchMemory(limits.max_allocated_bytes))
+            }
+            (Ok(value), None) => Ok(value),
+            (Err(convert::ConvertError::TooLarge), None) => {
+                Err(MapperError::OutputTooLarge(limits.max_output_bytes))
+            }
+            (Err(convert::ConvertError::TooDeep), None) => Err(MapperError::InvalidOutput(
+                "the output is nested more than 128 levels deep".into(),
+            )),
+            (Err(convert::ConvertError::Function), None) => Err(MapperError::InvalidOutput(
+                "the output contains a function, which has no JSON form".into(),
+            )),
+            (Err(convert::ConvertError::Eval(e, path)), None) => Err(classify(
+                &e,
+                &compiled.path,
+                limits,
+                convert::ConvertError::field_path(&path),
+            )),
+        }
+    }
+}
+
+fn classify(
+    e: &jrsonnet_evaluator::Error,
+    path: &Path,
+    limits: Limits,
+    output_field: Option<String>,
+) -> MapperError {
+    let location = error_location(e, path);
+    match e.error() {
+        _ if convert::is_stack_overflow(e) => MapperError::StackOverflow(limits.max_stack),
+        ErrorKind::RuntimeError(message) => MapperError::Denied {
+            message: message.to_string(),
+            location,
+        },
+        ErrorKind::NoSuchField(field, _) => MapperError::MissingField {
+            field: field.to_string(),
+            location,
+            output_field,
+        },
+        other => MapperError::Runtime {
+            message: other.to_string(),
+            location,
+            output_field,
+        },
+    }
+}
+
+type Reply = Box<dyn FnOnce(Result<Value, MapperError>) + Send>;
+
+struct Job {
+    provider: String,
+    claims: Value,
+    identity: Value,
+    /// After this instant nobody waits for the answer any more.
+    expires: Instant,
+    reply: Reply,
+}
+
+/// Where evaluations run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Isolation {
+    /// On threads of this process, bounded by the in-thread guard only. For trusted mappers,
+    /// unit tests and benchmarks of the evaluator itself.
+    Threads,
+    /// In worker processes with a hard deadline and an address-space limit (the default for
+    /// `serve`, `check` and `map`).
+    Processes(WorkerProgram),
+}
+
+struct Shared {
+    sources: Arc<Vec<MapperSource>>,
+    isolation: Isolation,
+    limits: Limits,
+    jobs: crossbeam_channel::Receiver<Job>,
+    wanted: usize,
+    alive: AtomicUsize,
+}
+
+/// A pool of evaluator threads. Cheap to clone; `Send + Sync`.
+#[derive(Clone)]
+pub struct MapperEngine {
+    jobs: crossbeam_channel::Sender<Job>,
+    shared: Arc<Shared>,
+}
+
+/// Extra time a caller waits beyond the evaluation timeout before giving up on a thread that
+/// did not stop by itself (a native loop that neither calls nor allocates).
+const ABANDON_AFTER: Duration = Duration::from_millis(500);
+
+impl MapperEngine {
+    /// Compiles every mapper (reporting every compile error) and starts `threads` evaluators.
+    pub fn start(
+        sources: Vec<MapperSource>,
+        limits: Limits,
+        threads: usize,
+        isolation: Isolation,
+    ) -> Result<Self, Vec<MapperError>> {
+        let errors: Vec<MapperError> = sources.iter().filter_map(|s| compile(s).err()).collect();
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let shared = Arc::new(Shared {
+            sources: Arc::new(sources),
+            isolation,
+            limits,
+            jobs: rx,
+            wanted: threads.max(1),
+            alive: AtomicUsize::new(0),
+        });
+        for _ in 0..shared.wanted {
+            spawn_worker(&shared);
+        }
+        Ok(MapperEngine { jobs: tx, shared })
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.shared.limits
+    }
+
+    pub fn sources(&self) -> &[MapperSource] {
+        &self.shared.sources
+    }
+
+    fn submit(
+        &self,
+        provider: &str,
+        claims: Value,
+        identity: Value,
+        reply: Reply,
+    ) -> Result<(), MapperError> {
+        let expires = Instant::now() + self.shared.limits.timeout + ABANDON_AFTER;
+        let job = Job {
+            provider: provider.to_owned(),
+            claims,
+            identity,
+            expires,
+            reply,
+        };
+        self.jobs.send(job).map_err(|_| MapperError::EngineStopped)
+    }
+
+    /// A worker did not answer in time: it is stuck in a loop the guard cannot see. Start a
+    /// replacement so the pool keeps its capacity; the stuck one exits when (if) it returns.
+    fn replace_stuck_worker(&self) {
+        if self.shared.isolation != Isolation::Threads {
+            // Worker processes are killed at their deadline; a late answer only means queueing.
+            return;
+        }
+        tracing::error!(
+            message = "A mapper evaluation did not stop at its deadline; starting a replacement evaluator thread."
+        );
+        spawn_worker(&self.shared);
+    }
+
+    /// Evaluates from synchronous code.
+    pub fn evaluate_blocking(
+        &self,
+        provider: &str,
+        claims: Value,
+        identity: Value,
+    ) -> Result<Value, MapperError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.submit(
+            provider,
+            claims,
+            identity,
+            Box::new(move |r| drop(tx.send(r))),
+        )?;
+        let wait = self.shared.limits.timeout + ABANDON_AFTER;
+        match rx.recv_timeout(wait) {
+            Ok(result) => result,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                self.replace_stuck_worker();
+                Err(MapperError::Timeout(self.shared.limits.timeout))
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(MapperError::EngineStopped),
+        }
+    }
+
+    /// Evaluates from async code without blocking the executor.
+    pub async fn evaluate(
+        &self,
+        provider: &str,
+        claims: Value,
+        identity: Value,
+    ) -> Result<Value, MapperError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.submit(
+            provider,
+            claims,
+            identity,
+            Box::new(move |r| drop(tx.send(r))),
+        )?;
+        let wait = self.shared.limits.timeout + ABANDON_AFTER;
+        match tokio::time::timeout(wait, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(MapperError::EngineStopped),
+            Err(_) => {
+                self.replace_stuck_worker();
+                Err(MapperError::Timeout(self.shared.limits.timeout))
+            }
+        }
+    }
+}
+
+fn spawn_worker(shared: &Arc<Shared>) {
+    let shared = Arc::clone(shared);
+    shared.alive.fetch_add(1, Ordering::SeqCst);
+    let spawned = std::thread::Builder::new()
+        .name("kratos-jit-mapper".into())
+        .spawn({
+            let shared = Arc::clone(&shared);
+            move || match shared.isolation.clone() {
+                Isolation::Threads => thread_worker(&shared),
+                Isolation::Processes(program) => process_worker(&shared, &program),
+            }
+        });
+    if let Err(error) = spawned {
+        shared.alive.fetch_sub(1, Ordering::SeqCst);
+        tracing::error!(message = "Could not start a mapper evaluator thread.", %error);
+    }
+}
+
+/// Time a worker process gets to start and compile every mapper.
+const WORKER_STARTUP: Duration = Duration::from_secs(30);
+/// Grace beyond the evaluation timeout before a silent worker process is killed; the in-worker
+/// guard normally answers with a precise error well before that.
+const KILL_AFTER: Duration = Duration::from_millis(200);
+
+fn process_worker(shared: &Shared, program: &WorkerProgram) {
+    let spawn = || process::Worker::spawn(program, &shared.sources, shared.limits, WORKER_STARTUP);
+    let mut worker = spawn()
+        .map_err(
+            |error| tracing::error!(message = "Could not start a mapper worker process.", %error),
+        )
+        .ok();
+    for job in shared.jobs.iter() {
+        if Instant::now() >= job.expires {
+            (job.reply)(Err(MapperError::Timeout(shared.limits.timeout)));
+            continue;
+        }
+        let current = match worker.take() {
+            Some(w) => Ok(w),
+            None => spawn(),
+        };
+        let mut current = match current {
+            Ok(w) => w,
+            Err(e) => {
+                (job.reply)(Err(e));
+                continue;
+            }
+        };
+        let deadline = Instant::now() + shared.limits.timeout + KILL_AFTER;
+        match current.evaluate(&job.provider, &job.claims, &job.identity, deadline) {
+            Ok(result) => {
+                worker = Some(current);
+                (job.reply)(result);
+            }
+            // The worker is dropped (killed) here; the next job starts a fresh one.
+            Err(MapperError::Timeout(_)) => {
+                (job.reply)(Err(MapperError::Timeout(shared.limits.timeout)))
+            }
+            Err(e) => (job.reply)(Err(e)),
+        }
+    }
+    shared.alive.fetch_sub(1, Ordering::SeqCst);
+}
+
+fn thread_worker(shared: &Shared) {
+    // Compilation succeeded in `start`; a failure here would be a bug, answered per job.
+    let evaluator = Evaluator::new(&shared.sources, shared.limits);
+    for job in shared.jobs.iter() {
+        let result = if Instant::now() >= job.expires {
+            Err(MapperError::Timeout(shared.limits.timeout))
+        } else {
+            match &evaluator {
+                Ok(ev) => ev.evaluate(&job.provider, &job.claims, &job.identity),
+                Err(errors) => Err(errors
+                    .first()
+                    .cloned()
+                    .unwrap_or(MapperError::EngineStopped)),
+            }
+        };
+        (job.reply)(result);
+        // Shrink back after a stuck worker was replaced and has come back.
+        let alive = shared.alive.load(Ordering::SeqCst);
+        if alive > shared.wanted
+            && shared
+                .alive
+                .compare_exchange(alive, alive - 1, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        {
+            return;
+        }
+    }
+    shared.alive.fetch_sub(1, Ordering::SeqCst);
+}
+
+#[cfg(test)]
+mod tests;

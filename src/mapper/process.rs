@@ -1,0 +1,348 @@
+//! Evaluator worker processes: the hard boundary around customer Jsonnet.
+//!
+//! The in-thread guard ([`super::guard`]) stops most runaway mappers cleanly, but jrsonnet's
+//! native stdlib loops (`std.makeArray`, `std.foldl`, …) call Jsonnet functions without passing
+//! through its depth check, so a mapper like `std.makeArray(1e9, function(i) i)` can neither be
+//! interrupted nor kept from filling memory from inside the process. Kratos meets the same
+//! problem with go-jsonnet by evaluating in a pool of re-exec'd subprocesses with a 1 s timeout
+//! and an address-space limit (RESEARCH.md §2.4); so does kratos-jit:
+//!
+//! - a worker is this same executable run as `kratos-jit mapper-worker`; it limits its own address
+//!   space (`RLIMIT_AS`), compiles every mapper once, then answers one JSON line per request;
+//! - the parent waits for each answer with a deadline (`poll(2)`); a worker that misses it is
+//!   killed and replaced, a worker that dies (out of memory, abort) is replaced and its request
+//!   answered with [`MapperError::WorkerCrashed`];
+//! - one worker serves one request at a time, so a runaway only ever holds its own worker.
+
+use std::io::{BufRead, Read, Write};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{Evaluator, Limits, MapperError, MapperSource};
+
+/// The hidden subcommand that turns the executable into a worker.
+pub const WORKER_SUBCOMMAND: &str = "mapper-worker";
+
+/// How a worker process is started and bounded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerProgram {
+    /// The kratos-jit executable (normally `std::env::current_exe()`).
+    pub program: PathBuf,
+    /// Address-space limit of each worker (Kratos uses 2 GiB).
+    pub max_address_space: u64,
+}
+
+impl WorkerProgram {
+    pub fn new(program: impl Into<PathBuf>) -> Self {
+        WorkerProgram {
+            program: program.into(),
+            max_address_space: 2 << 30,
+        }
+    }
+
+    /// The running executable, when it is kratos-jit itself.
+    pub fn current_exe() -> std::io::Result<Self> {
+        std::env::current_exe().map(Self::new)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Setup {
+    limits: WireLimits,
+    max_address_space: u64,
+    sources: Vec<WireSource>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireLimits {
+    timeout_ms: u64,
+    max_output_bytes: usize,
+    max_stack: usize,
+    max_allocated_bytes: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireSource {
+    provider: String,
+    path: PathBuf,
+    code: String,
+}
+
+#[derive(Serialize)]
+struct Request<'a> {
+    provider: &'a str,
+    claims: &'a Value,
+    identity: &'a Value,
+}
+
+#[derive(Deserialize)]
+struct OwnedRequest {
+    provider: String,
+    claims: Value,
+    identity: Value,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Response {
+    Ready,
+    Ok(Value),
+    Err(MapperError),
+}
+
+/// The parent's handle on one worker process.
+pub struct Worker {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: ChildStdout,
+    buffer: Vec<u8>,
+}
+
+impl Worker {
+    /// Starts a worker and waits (up to `startup`) until it has compiled every mapper.
+    pub fn spawn(
+        program: &WorkerProgram,
+        sources: &[MapperSource],
+        limits: Limits,
+        startup: Duration,
+    ) -> Result<Worker, MapperError> {
+        let crashed = |m: String| MapperError::WorkerCrashed(m);
+        let mut child = Command::new(&program.program)
+            .arg(WORKER_SUBCOMMAND)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| {
+                crashed(format!(
+                    "could not start {}: {e}",
+                    program.program.display()
+                ))
+            })?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(crashed("worker pipes are missing".into()));
+        };
+        let mut worker = Worker {
+            child,
+            stdin,
+            stdout,
+            buffer: Vec::with_capacity(8192),
+        };
+        let setup = Setup {
+            limits: WireLimits {
+                timeout_ms: limits.timeout.as_millis() as u64,
+                max_output_bytes: limits.max_output_bytes,
+                max_stack: limits.max_stack,
+                max_allocated_bytes: limits.max_allocated_bytes,
+            },
+            max_address_space: program.max_address_space,
+            sources: sources
+                .iter()
+                .map(|s| WireSource {
+                    provider: s.provider.clone(),
+                    path: s.path.clone(),
+                    code: s.code.clone(),
+                })
+                .collect(),
+        };
+        worker.send(&setup)?;
+        match worker.receive(Instant::now() + startup)? {
+            Response::Ready => Ok(worker),
+            Response::Err(e) => Err(e),
+            Response::Ok(_) => Err(crashed("worker answered before it was asked".into())),
+        }
+    }
+
+    fn send<T: Serialize>(&mut self, message: &T) -> Result<(), MapperError> {
+        let mut line =
+            serde_json::to_vec(message).map_err(|e| MapperError::WorkerCrashed(e.to_string()))?;
+        line.push(b'\n');
+        self.stdin
+            .write_all(&line)
+            .and_then(|()| self.stdin.flush())
+            .map_err(|e| MapperError::WorkerCrashed(format!("worker stopped reading: {e}")))
+    }
+
+    fn receive(&mut self, deadline: Instant) -> Result<Response, MapperError> {
+        loop {
+            if let Some(end) = self.buffer.iter().position(|&b| b == b'\n') {
+                let parsed = serde_json::from_slice(&self.buffer[..end]);
+                self.buffer.drain(..=end);
+                return parsed
+                    .map_err(|e| MapperError::WorkerCrashed(format!("unreadable answer: {e}")));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || !readable_within(&self.stdout, left) {
+                return Err(MapperError::Timeout(Duration::ZERO));
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            match self.stdout.read(&mut chunk) {
+                Ok(0) => return Err(MapperError::WorkerCrashed(self.exit_description())),
+                Ok(n) => self.buffer.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(MapperError::WorkerCrashed(e.to_string())),
+            }
+        }
+    }
+
+    fn exit_description(&mut self) -> String {
+        match self.child.wait() {
+            Ok(status) => {
+                use std::os::unix::process::ExitStatusExt;
+                match status.signal() {
+                    Some(libc::SIGABRT) => {
+                        "the worker ran out of memory (address-space limit) and aborted".into()
+                    }
+                    Some(libc::SIGKILL) => "the worker was killed (out of memory?)".into(),
+                    Some(signal) => format!("the worker died of signal {signal}"),
+                    None => format!("the worker exited with {status}"),
+                }
+            }
+            Err(e) => format!("the worker is gone: {e}"),
+        }
+    }
+
+    /// Evaluates one request. An `Err(Timeout)` or `Err(WorkerCrashed)` means this worker must
+    /// be discarded: the caller drops it (which kills it) and spawns another.
+    pub fn evaluate(
+        &mut self,
+        provider: &str,
+        claims: &Value,
+        identity: &Value,
+        deadline: Instant,
+    ) -> Result<Result<Value, MapperError>, MapperError> {
+        self.send(&Request {
+            provider,
+            claims,
+            identity,
+        })?;
+        match self.receive(deadline)? {
+            Response::Ok(value) => Ok(Ok(value)),
+            Response::Err(e) => Ok(Err(e)),
+            Response::Ready => Err(MapperError::WorkerCrashed(
+                "worker answered out of turn".into(),
+            )),
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn readable_within(stdout: &ChildStdout, wait: Duration) -> bool {
+    let mut fd = libc::pollfd {
+        fd: stdout.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let millis = wait.as_millis().clamp(1, i32::MAX as u128) as i32;
+    loop {
+        // SAFETY: one valid pollfd for a descriptor we own for the duration of the call.
+        let n = unsafe { libc::poll(&mut fd, 1, millis) };
+        if n >= 0 {
+            return n > 0;
+        }
+        if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            return false;
+        }
+    }
+}
+
+fn limit_address_space(bytes: u64) {
+    let limit = libc::rlimit {
+        rlim_cur: bytes as libc::rlim_t,
+        rlim_max: bytes as libc::rlim_t,
+    };
+    // SAFETY: plain system call on a stack value.
+    if unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit) } != 0 {
+        eprintln!(
+            "kratos-jit mapper-worker: could not limit address space: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// Entry point of `kratos-jit mapper-worker`: setup line, then one answer per request line.
+pub fn worker_main() -> ExitCode {
+    let stdin = std::io::stdin();
+    let mut input = stdin.lock();
+    let mut out = std::io::stdout().lock();
+    let mut line = String::new();
+    if input.read_line(&mut line).unwrap_or(0) == 0 {
+        eprintln!(
+            "kratos-jit mapper-worker: expected a setup line on stdin (this command is started by kratos-jit itself)"
+        );
+        return ExitCode::from(2);
+    }
+    let setup: Setup = match serde_json::from_str(&line) {
+        Ok(setup) => setup,
+        Err(e) => {
+            eprintln!("kratos-jit mapper-worker: bad setup line: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    limit_address_space(setup.max_address_space);
+    let limits = Limits {
+        timeout: Duration::from_millis(setup.limits.timeout_ms),
+        max_output_bytes: setup.limits.max_output_bytes,
+        max_stack: setup.limits.max_stack,
+        max_allocated_bytes: setup.limits.max_allocated_bytes,
+    };
+    let sources: Vec<MapperSource> = setup
+        .sources
+        .into_iter()
+        .map(|s| MapperSource::new(s.provider, s.path, s.code))
+        .collect();
+    let reply = |out: &mut std::io::StdoutLock<'_>, response: &Response| -> bool {
+        let Ok(mut bytes) = serde_json::to_vec(response) else {
+            return false;
+        };
+        bytes.push(b'\n');
+        out.write_all(&bytes).and_then(|()| out.flush()).is_ok()
+    };
+    let evaluator = match Evaluator::new(&sources, limits) {
+        Ok(evaluator) => evaluator,
+        Err(errors) => {
+            let first = errors
+                .into_iter()
+                .next()
+                .unwrap_or(MapperError::EngineStopped);
+            reply(&mut out, &Response::Err(first));
+            return ExitCode::from(1);
+        }
+    };
+    if !reply(&mut out, &Response::Ready) {
+        return ExitCode::from(1);
+    }
+    loop {
+        line.clear();
+        match input.read_line(&mut line) {
+            Ok(0) => return ExitCode::SUCCESS,
+            Ok(_) => {}
+            Err(_) => return ExitCode::from(1),
+        }
+        let response = match serde_json::from_str::<OwnedRequest>(&line) {
+            Ok(request) => {
+                match evaluator.evaluate(&request.provider, &request.claims, &request.identity) {
+                    Ok(value) => Response::Ok(value),
+                    Err(e) => Response::Err(e),
+                }
+            }
+            Err(e) => Response::Err(MapperError::InvalidOutput(format!(
+                "bad request to worker: {e}"
+            ))),
+        };
+        if !reply(&mut out, &response) {
+            return ExitCode::from(1);
+        }
+    }
+}

@@ -1,0 +1,264 @@
+use super::*;
+use serde_json::json;
+use std::time::Instant;
+
+fn source(provider: &str, code: &str) -> MapperSource {
+    MapperSource::new(provider, format!("mappers/{provider}/mapper.jsonnet"), code)
+}
+
+fn evaluator(code: &str) -> Evaluator {
+    Evaluator::new(&[source("p", code)], Limits::default()).unwrap_or_else(|e| panic!("{e:?}"))
+}
+
+const PASSTHROUGH: &str = r#"
+local claims = std.extVar('claims');
+local identity = std.extVar('identity');
+{ identity: { traits: { email: claims.email, previous: std.get(identity.traits, 'role', 'none') } } }
+"#;
+
+#[test]
+fn claims_and_identity_ext_vars_reach_the_mapper() {
+    let ev = evaluator(PASSTHROUGH);
+    let out = ev
+        .evaluate(
+            "p",
+            &json!({"email": "a@b.example"}),
+            &json!({"traits": {"role": "admin"}}),
+        )
+        .unwrap();
+    assert_eq!(
+        out,
+        json!({"identity": {"traits": {"email": "a@b.example", "previous": "admin"}}})
+    );
+}
+
+#[test]
+fn claims_of_one_evaluation_do_not_leak_into_the_next() {
+    let ev = evaluator(PASSTHROUGH);
+    ev.evaluate("p", &json!({"email": "first@b.example"}), &empty_identity())
+        .unwrap();
+    let err = ev.evaluate("p", &json!({}), &empty_identity()).unwrap_err();
+    assert!(
+        matches!(err, MapperError::MissingField { ref field, .. } if field == "email"),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn error_expression_becomes_a_denial_with_its_message() {
+    let ev = evaluator("error 'acme: the IdP sent no e-mail address'");
+    let err = ev.evaluate("p", &json!({}), &empty_identity()).unwrap_err();
+    assert!(err.is_denial());
+    assert_eq!(err.to_string(), "acme: the IdP sent no e-mail address");
+}
+
+#[test]
+fn a_missing_claim_names_the_claim_and_the_output_field() {
+    let ev = evaluator(
+        "local c = std.extVar('claims');\n{ identity: { traits: { name: c.given_name } } }",
+    );
+    let err = ev
+        .evaluate("p", &json!({"sub": "x"}), &empty_identity())
+        .unwrap_err();
+    match &err {
+        MapperError::MissingField {
+            field,
+            output_field,
+            ..
+        } => {
+            assert_eq!(field, "given_name");
+            assert_eq!(
+                output_field.as_deref(),
+                Some("identity.traits.name"),
+                "{err}"
+            );
+        }
+        other => panic!("expected MissingField, got {other:?}"),
+    }
+    assert!(err.to_string().contains("`given_name`"), "{err}");
+}
+
+#[test]
+fn a_syntax_error_is_reported_with_file_and_line() {
+    let err = compile(&source("p", "{\n  identity: {\n    traits: { a: 1 \n}")).unwrap_err();
+    match &err {
+        MapperError::Compile { location, .. } => {
+            assert_eq!(location.path, PathBuf::from("mappers/p/mapper.jsonnet"));
+            assert!(location.line >= 3, "{err}");
+        }
+        other => panic!("expected Compile, got {other:?}"),
+    }
+}
+
+#[test]
+fn imports_are_refused() {
+    let ev = evaluator("{ identity: { traits: { x: importstr '/etc/hostname' } } }");
+    let err = ev.evaluate("p", &json!({}), &empty_identity()).unwrap_err();
+    assert!(
+        err.to_string().contains("imports are not supported"),
+        "{err}"
+    );
+}
+
+#[test]
+fn infinite_recursion_is_a_stack_overflow_not_a_crash() {
+    let ev = evaluator("local f(x) = f(x + 1); { identity: { traits: { x: f(0) } } }");
+    let started = Instant::now();
+    let err = ev.evaluate("p", &json!({}), &empty_identity()).unwrap_err();
+    assert_eq!(err, MapperError::StackOverflow(500));
+    assert!(started.elapsed() < Duration::from_secs(1));
+    // The evaluator is still usable afterwards, with its depth limit restored.
+    let ok = evaluator(PASSTHROUGH);
+    assert!(
+        ok.evaluate("p", &json!({"email": "x@y"}), &empty_identity())
+            .is_ok()
+    );
+}
+
+#[test]
+fn exponential_work_is_stopped_by_the_time_limit() {
+    let code = "local f(n) = if n == 0 then 0 else f(n - 1) + f(n - 1); { identity: { traits: { x: f(40) } } }";
+    let ev = evaluator(code);
+    let started = Instant::now();
+    let err = ev.evaluate("p", &json!({}), &empty_identity()).unwrap_err();
+    assert_eq!(err, MapperError::Timeout(Duration::from_secs(1)));
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_huge_output_is_refused_without_exhausting_memory() {
+    // The in-thread guard sees these; `std.makeArray(1e9, ...)` is contained by worker
+    // processes instead (tests/mapper_isolation.rs).
+    for code in [
+        "{ identity: { traits: { x: std.repeat('x', 300000) } } }",
+        "{ identity: { traits: { x: [std.toString(i) for i in std.range(1, 200000)] } } }",
+    ] {
+        let ev = evaluator(code);
+        let started = Instant::now();
+        let err = ev.evaluate("p", &json!({}), &empty_identity()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                MapperError::OutputTooLarge(_)
+                    | MapperError::Timeout(_)
+                    | MapperError::TooMuchMemory(_)
+            ),
+            "{code}: {err:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(1500),
+            "{code}: {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[test]
+fn output_contract_is_checked_like_kratos() {
+    let cases = [
+        (
+            json!({"identity": {"traits": "x"}}),
+            "`identity.traits` must be an object",
+        ),
+        (json!({"identity": {}}), "`identity.traits` is missing"),
+        (json!({"traits": {}}), "`identity` object"),
+        (
+            json!({"identity": {"traits": {}, "metadata_public": []}}),
+            "`identity.metadata_public` must be an object",
+        ),
+        (
+            json!({"identity": {"traits": {}, "verified_addresses": [{"value": 1}]}}),
+            "verified_addresses[0]",
+        ),
+    ];
+    for (output, expected) in cases {
+        let err = MappedIdentity::from_output(&output).unwrap_err();
+        assert!(err.to_string().contains(expected), "{output}: {err}");
+    }
+    let ok = MappedIdentity::from_output(&json!({"identity": {"traits": {"a": 1},
+        "verified_addresses": [{"value": " Ada@Acme.Example ", "via": "email"}]}}))
+    .unwrap();
+    assert_eq!(
+        ok.verified_addresses,
+        vec![VerifiedAddress {
+            value: "ada@acme.example".into(),
+            via: "email".into()
+        }]
+    );
+}
+
+#[test]
+fn a_runaway_mapper_does_not_stall_other_providers() {
+    let engine = MapperEngine::start(
+        vec![
+            source("runaway", "local f(n) = if n == 0 then 0 else f(n - 1) + f(n - 1); { identity: { traits: { x: f(60) } } }"),
+            source("good", PASSTHROUGH),
+        ],
+        Limits::default(),
+        2,
+        Isolation::Threads,
+    )
+    .unwrap();
+    let runaway = {
+        let engine = engine.clone();
+        std::thread::spawn(move || engine.evaluate_blocking("runaway", json!({}), empty_identity()))
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    let started = Instant::now();
+    let good = engine
+        .evaluate_blocking("good", json!({"email": "a@b"}), empty_identity())
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(300),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(good["identity"]["traits"]["email"], "a@b");
+    assert_eq!(
+        runaway.join().unwrap().unwrap_err(),
+        MapperError::Timeout(Duration::from_secs(1))
+    );
+}
+
+#[test]
+fn the_engine_reports_every_compile_error_at_start() {
+    let errors = match MapperEngine::start(
+        vec![
+            source("a", "{"),
+            source("b", "{ identity: { traits: {} } }"),
+            source("c", "local x = ; x"),
+        ],
+        Limits::default(),
+        1,
+        Isolation::Threads,
+    ) {
+        Err(errors) => errors,
+        Ok(_) => panic!("broken mappers were accepted"),
+    };
+    assert_eq!(errors.len(), 2);
+}
+
+#[tokio::test]
+async fn the_engine_serves_async_callers() {
+    let engine = MapperEngine::start(
+        vec![source("good", PASSTHROUGH)],
+        Limits::default(),
+        1,
+        Isolation::Threads,
+    )
+    .unwrap();
+    let out = engine
+        .evaluate("good", json!({"email": "a@b"}), empty_identity())
+        .await
+        .unwrap();
+    assert_eq!(out["identity"]["traits"]["previous"], "none");
+    let err = engine
+        .evaluate("nope", json!({}), empty_identity())
+        .await
+        .unwrap_err();
+    assert_eq!(err, MapperError::UnknownProvider("nope".into()));
+}

@@ -1,0 +1,138 @@
+//! The strict-by-default rules every mapped identity must pass before anything is written.
+//!
+//! - the mapped tenant must be one the provider is bound to (an IdP provisions only into its
+//!   own tenant);
+//! - the e-mail must lie in one of that tenant's verified domains, and so must every address the
+//!   mapper marks verified;
+//! - the traits must be valid against the identity schema.
+//!
+//! Each refusal is a [`Denial`] whose text a support engineer can act on. These checks are pure:
+//! they run the same in `kratos-jit check`, `kratos-jit map` and at a live login.
+
+use serde_json::Value;
+
+use crate::mapper::MappedIdentity;
+use crate::provider::{Provider, TenantBinding};
+use crate::schema::IdentitySchemas;
+
+/// The traits the policy reads. They are fixed by the shipped identity schema.
+pub const TENANT_TRAIT: &str = "tenant_id";
+pub const EMAIL_TRAIT: &str = "email";
+
+/// Why a login was refused. `Display` is the reason given to operators and users.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Denial {
+    #[error("{0}")]
+    Mapper(String),
+    #[error(
+        "the mapper output has no `{TENANT_TRAIT}` trait; provider {provider} must map the tenant"
+    )]
+    NoTenant { provider: String },
+    #[error("provider {provider} is not bound to tenant \"{tenant}\" (bound: {bound})")]
+    ForeignTenant {
+        provider: String,
+        tenant: String,
+        bound: String,
+    },
+    #[error("the mapper output has no `{EMAIL_TRAIT}` trait")]
+    NoEmail,
+    #[error("e-mail domain \"{domain}\" is not a verified domain of tenant \"{tenant}\"")]
+    ForeignDomain { domain: String, tenant: String },
+    #[error(
+        "the mapper marks \"{address}\" verified, but it is not the identity's e-mail in a verified domain of tenant \"{tenant}\""
+    )]
+    ForeignVerifiedAddress { address: String, tenant: String },
+    #[error("{0}")]
+    Schema(String),
+    #[error("provider {provider} does not create identities at first login (jit.create = false)")]
+    CreateDisabled { provider: String },
+    #[error("{0}")]
+    Linking(String),
+}
+
+/// The domain part of an e-mail address, lower-cased; `None` when there is no `@`.
+pub fn email_domain(email: &str) -> Option<String> {
+    let (local, domain) = email.rsplit_once('@')?;
+    if local.is_empty() || domain.is_empty() {
+        return None;
+    }
+    Some(domain.trim().trim_end_matches('.').to_lowercase())
+}
+
+/// The tenant binding the mapped identity falls under, or why it is refused.
+pub fn admit<'p>(
+    provider: &'p Provider,
+    mapped: &MappedIdentity,
+    schemas: &IdentitySchemas,
+) -> Result<&'p TenantBinding, Denial> {
+    let id = provider.id.to_string();
+    let tenant = match mapped.traits.get(TENANT_TRAIT) {
+        Some(Value::String(t)) if !t.is_empty() => t,
+        _ => return Err(Denial::NoTenant { provider: id }),
+    };
+    let binding = provider
+        .settings
+        .tenant(tenant)
+        .ok_or_else(|| Denial::ForeignTenant {
+            provider: id.clone(),
+            tenant: tenant.clone(),
+            bound: provider
+                .settings
+                .tenants
+                .iter()
+                .map(|t| t.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?;
+    let email = match mapped.traits.get(EMAIL_TRAIT) {
+        Some(Value::String(e)) => e,
+        _ => return Err(Denial::NoEmail),
+    };
+    let in_domains = |address: &str| {
+        email_domain(address).is_some_and(|d| binding.verified_domains.iter().any(|v| *v == d))
+    };
+    if !in_domains(email) {
+        return Err(Denial::ForeignDomain {
+            domain: email_domain(email).unwrap_or_else(|| email.clone()),
+            tenant: binding.id.clone(),
+        });
+    }
+    for address in mapped
+        .verified_addresses
+        .iter()
+        .filter(|a| a.via == "email")
+    {
+        if !address.value.eq_ignore_ascii_case(email.trim()) || !in_domains(&address.value) {
+            return Err(Denial::ForeignVerifiedAddress {
+                address: address.value.clone(),
+                tenant: binding.id.clone(),
+            });
+        }
+    }
+    schemas
+        .validate_traits(
+            &provider.settings.schema_id,
+            &Value::Object(mapped.traits.clone()),
+        )
+        .map_err(|e| Denial::Schema(e.to_string()))?;
+    Ok(binding)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn email_domain_is_lower_cased_and_needs_both_parts() {
+        assert_eq!(
+            email_domain("Ada@ACME.Example").as_deref(),
+            Some("acme.example")
+        );
+        assert_eq!(
+            email_domain("a@b@acme.example").as_deref(),
+            Some("acme.example")
+        );
+        assert_eq!(email_domain("acme.example"), None);
+        assert_eq!(email_domain("@acme.example"), None);
+    }
+}

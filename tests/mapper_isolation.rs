@@ -1,0 +1,120 @@
+//! Runaway mappers are contained by worker processes: each is refused within the time bound,
+//! the process survives, and other providers' evaluations keep being served meanwhile.
+
+use std::time::{Duration, Instant};
+
+use kratos_jit::mapper::{
+    Isolation, Limits, MapperEngine, MapperError, MapperSource, WorkerProgram, empty_identity,
+};
+use serde_json::json;
+
+const GOOD: &str = "local c = std.extVar('claims'); { identity: { traits: { email: c.email } } }";
+
+fn engine(runaway: &str, workers: usize) -> MapperEngine {
+    let sources = vec![
+        MapperSource::new("runaway", "mappers/runaway/mapper.jsonnet", runaway),
+        MapperSource::new("good", "mappers/good/mapper.jsonnet", GOOD),
+    ];
+    let isolation = Isolation::Processes(WorkerProgram::new(env!("CARGO_BIN_EXE_kratos-jit")));
+    MapperEngine::start(sources, Limits::default(), workers, isolation)
+        .unwrap_or_else(|e| panic!("{e:?}"))
+}
+
+/// Runs the runaway mapper on one thread and, while it runs, the good one on the test thread.
+fn refused_while_others_are_served(runaway: &str) -> MapperError {
+    let engine = engine(runaway, 2);
+    let started = Instant::now();
+    let handle = {
+        let engine = engine.clone();
+        std::thread::spawn(move || engine.evaluate_blocking("runaway", json!({}), empty_identity()))
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    let good_started = Instant::now();
+    let good = engine.evaluate_blocking(
+        "good",
+        json!({"email": "ada@acme.example"}),
+        empty_identity(),
+    );
+    assert_eq!(
+        good.unwrap()["identity"]["traits"]["email"],
+        "ada@acme.example"
+    );
+    assert!(
+        good_started.elapsed() < Duration::from_millis(500),
+        "good mapper waited {:?}",
+        good_started.elapsed()
+    );
+
+    let error = handle
+        .join()
+        .unwrap()
+        .expect_err("the runaway mapper produced output");
+    let bound = Limits::default().timeout + Duration::from_millis(600);
+    assert!(
+        started.elapsed() < bound,
+        "refused after {:?}",
+        started.elapsed()
+    );
+
+    // The engine is still whole: the same provider and the good one evaluate again.
+    assert!(
+        engine
+            .evaluate_blocking("good", json!({"email": "b@acme.example"}), empty_identity())
+            .is_ok()
+    );
+    error
+}
+
+#[test]
+fn infinite_recursion_is_refused_while_another_provider_is_served() {
+    let error = refused_while_others_are_served(
+        "local f(x) = f(x + 1); { identity: { traits: { x: f(0) } } }",
+    );
+    assert_eq!(error, MapperError::StackOverflow(500));
+}
+
+#[test]
+fn a_billion_element_array_is_refused_while_another_provider_is_served() {
+    let error = refused_while_others_are_served(
+        "{ identity: { traits: { x: std.makeArray(1e9, function(i) i) } } }",
+    );
+    assert!(
+        matches!(
+            error,
+            MapperError::Timeout(_)
+                | MapperError::WorkerCrashed(_)
+                | MapperError::OutputTooLarge(_)
+        ),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn an_array_too_large_to_reserve_crashes_only_its_worker() {
+    let error = refused_while_others_are_served(
+        "{ identity: { traits: { x: std.makeArray(4e9, function(i) i) } } }",
+    );
+    assert!(
+        matches!(
+            error,
+            MapperError::WorkerCrashed(_) | MapperError::Timeout(_)
+        ),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn an_oversized_output_is_refused_while_another_provider_is_served() {
+    let error = refused_while_others_are_served(
+        "{ identity: { traits: { x: std.makeArray(100000, function(i) 'item') } } }",
+    );
+    assert_eq!(error, MapperError::OutputTooLarge(256 * 1024));
+}
+
+#[test]
+fn exponential_work_is_refused_at_the_deadline() {
+    let error = refused_while_others_are_served(
+        "local f(n) = if n == 0 then 0 else f(n - 1) + f(n - 1); { identity: { traits: { x: f(60) } } }",
+    );
+    assert_eq!(error, MapperError::Timeout(Duration::from_secs(1)));
+}
