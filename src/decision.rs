@@ -192,6 +192,13 @@ fn token(key: &str) -> String {
     key.replace('~', "~0").replace('/', "~1")
 }
 
+/// One section of an identity: its name, what the mapper owns in it, what Kratos holds.
+type Section<'a> = (
+    &'static str,
+    Option<&'a Map<String, Value>>,
+    Option<&'a Value>,
+);
+
 /// The patch that makes the owned fields of `existing` equal the mapper output.
 fn changes(
     mapped: &MappedIdentity,
@@ -201,7 +208,7 @@ fn changes(
     let mut ops = Vec::new();
     let mut changed = Vec::new();
     let empty = Map::new();
-    let sections: [(&str, Option<&Map<String, Value>>, Option<&Value>); 3] = [
+    let sections: [Section<'_>; 3] = [
         ("traits", Some(&mapped.traits), Some(&existing.traits)),
         (
             "metadata_public",

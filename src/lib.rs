@@ -12,11 +12,13 @@
 
 pub mod check;
 pub mod claims;
+pub mod config;
 pub mod decision;
 pub mod kratos;
 pub mod mapper;
 pub mod policy;
 pub mod provider;
+pub mod provision;
 pub mod schema;
 pub mod standin;
 pub mod token;

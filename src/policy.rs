@@ -89,7 +89,7 @@ pub fn admit<'p>(
         _ => return Err(Denial::NoEmail),
     };
     let in_domains = |address: &str| {
-        email_domain(address).is_some_and(|d| binding.verified_domains.iter().any(|v| *v == d))
+        email_domain(address).is_some_and(|d| binding.verified_domains.contains(&d))
     };
     if !in_domains(email) {
         return Err(Denial::ForeignDomain {

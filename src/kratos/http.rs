@@ -1,1 +1,853 @@
-//! placeholder
+//! [`HttpKratos`]: the [`KratosAdmin`] port spoken over HTTP to a real Kratos admin API (or to the
+//! loopback stand-in, which speaks the same wire format).
+//!
+//! What it promises:
+//!
+//! - **Bounded time.** Every operation ends within [`KratosSettings::deadline`], retries
+//!   included; each attempt is cut off after [`KratosSettings::request_timeout`].
+//! - **Retries only where repeating is harmless.** Only [`KratosError::Unavailable`] outcomes
+//!   (connection failures, timeouts, 5xx, 429) are retried, at most
+//!   [`KratosSettings::max_retries`] times, with exponentially growing, fully jittered waits;
+//!   a `Retry-After` on 429/503 is honoured when it fits in the deadline. Which calls are safe to
+//!   repeat is stated on each method.
+//! - **Errors by status.** The HTTP status alone picks the [`KratosError`] variant; the herodot
+//!   envelope (`{"error":{"message","reason"}}`) only supplies the words (RESEARCH.md §3.9).
+//! - **Lenient reads.** Answers are read into [`Identity`] without the generated client's closed
+//!   enums, so a credential type, address channel or state added by a later Kratos never makes a
+//!   read fail. Request bodies are built from the generated `ory-kratos-client` models.
+//! - **Quiet about secrets and people.** Credentials never appear in `Debug` output; logs carry
+//!   the method, path template, status, attempt and elapsed time — never URLs with their query,
+//!   bodies, traits, identifiers or the `Authorization` header.
+
+mod link;
+mod retry;
+mod wire;
+
+use super::{
+    Identity, IdentityPage, KratosAdmin, KratosError, NewIdentity, OidcCredential, PatchOp,
+};
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue, USER_AGENT};
+use reqwest::{Method, StatusCode, Url};
+use retry::Replay;
+use std::fmt;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// A credential that never shows itself in `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Secret(value)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Secret(value.to_owned())
+    }
+}
+
+/// How to reach the Kratos admin API.
+#[derive(Clone)]
+pub struct KratosSettings {
+    /// Base URL of the admin API, e.g. `http://kratos:4434` (self-hosted) or
+    /// `https://<slug>.projects.oryapis.com` (Ory Network); a path prefix is kept.
+    pub admin_url: String,
+    /// Sent as `Authorization: Bearer …` (Ory Network API keys).
+    pub bearer_token: Option<Secret>,
+    /// Username and password for a reverse proxy guarding a self-hosted admin API, which has no
+    /// authentication of its own.
+    pub basic_auth: Option<(String, Secret)>,
+    /// Limit for one attempt, from connecting until the whole answer is read.
+    pub request_timeout: Duration,
+    /// Limit for a whole operation, retries and waits included.
+    pub deadline: Duration,
+    /// Attempts after the first one, for failures worth retrying.
+    pub max_retries: u32,
+}
+
+impl Default for KratosSettings {
+    fn default() -> Self {
+        KratosSettings {
+            admin_url: "http://127.0.0.1:4434".to_owned(),
+            bearer_token: None,
+            basic_auth: None,
+            request_timeout: Duration::from_secs(2),
+            deadline: Duration::from_secs(5),
+            max_retries: 2,
+        }
+    }
+}
+
+impl fmt::Debug for KratosSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `new` refuses credentials inside admin_url, but settings are printed before that check.
+        let admin_url = match Url::parse(&self.admin_url) {
+            Ok(mut url) if url.password().is_some() => {
+                let _ = url.set_password(Some("[redacted]"));
+                url.to_string()
+            }
+            _ => self.admin_url.clone(),
+        };
+        f.debug_struct("KratosSettings")
+            .field("admin_url", &admin_url)
+            .field("bearer_token", &self.bearer_token)
+            .field("basic_auth", &self.basic_auth)
+            .field("request_timeout", &self.request_timeout)
+            .field("deadline", &self.deadline)
+            .field("max_retries", &self.max_retries)
+            .finish()
+    }
+}
+
+/// Why [`HttpKratos::new`] refused its settings.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("invalid Kratos admin API settings: {}", .problems.join("; "))]
+    Invalid { problems: Vec<String> },
+    #[error("could not build the HTTP client for the Kratos admin API")]
+    Client(#[source] reqwest::Error),
+}
+
+enum Auth {
+    Bearer(Secret),
+    Basic { username: String, password: Secret },
+}
+
+/// The Kratos admin API over HTTP. Cheap to clone (the connection pool is shared).
+#[derive(Clone)]
+pub struct HttpKratos {
+    client: reqwest::Client,
+    base: Url,
+    auth: Option<std::sync::Arc<Auth>>,
+    request_timeout: Duration,
+    deadline: Duration,
+    max_retries: u32,
+}
+
+impl fmt::Debug for HttpKratos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let auth = match self.auth.as_deref() {
+            None => "none",
+            Some(Auth::Bearer(_)) => "bearer [redacted]",
+            Some(Auth::Basic { .. }) => "basic [redacted]",
+        };
+        f.debug_struct("HttpKratos")
+            .field("base", &self.base.as_str())
+            .field("auth", &auth)
+            .field("request_timeout", &self.request_timeout)
+            .field("deadline", &self.deadline)
+            .field("max_retries", &self.max_retries)
+            .finish()
+    }
+}
+
+/// One HTTP call, described once and sent as many times as the retry policy allows.
+struct Call {
+    /// The port method, for logs.
+    operation: &'static str,
+    method: Method,
+    /// The path with placeholders, for logs and error texts: the real path and query may hold
+    /// an identity id or a `provider:subject` identifier.
+    path: &'static str,
+    url: Url,
+    body: Option<Vec<u8>>,
+    replay: Replay,
+}
+
+impl Call {
+    fn label(&self) -> String {
+        format!("{} {}", self.method, self.path)
+    }
+}
+
+/// A complete answer: status, headers and the whole body.
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+impl HttpKratos {
+    /// Checks every setting, reporting all problems at once, and builds the HTTP client.
+    pub fn new(settings: KratosSettings) -> Result<HttpKratos, SettingsError> {
+        let mut problems = Vec::new();
+        let base = match Url::parse(settings.admin_url.trim()) {
+            Ok(url) => {
+                if !matches!(url.scheme(), "http" | "https") {
+                    problems.push(format!(
+                        "admin_url must be an http or https URL, not {}:",
+                        url.scheme()
+                    ));
+                }
+                if !url.username().is_empty() || url.password().is_some() {
+                    problems.push(
+                        "admin_url must not embed credentials; use basic_auth instead".to_owned(),
+                    );
+                }
+                if url.query().is_some() || url.fragment().is_some() {
+                    problems.push("admin_url must not have a query or fragment".to_owned());
+                }
+                Some(url)
+            }
+            Err(error) => {
+                problems.push(format!("admin_url is not a URL ({error})"));
+                None
+            }
+        };
+        let auth = match (settings.bearer_token, settings.basic_auth) {
+            (Some(_), Some(_)) => {
+                problems.push("set either bearer_token or basic_auth, not both: each is sent as the Authorization header".to_owned());
+                None
+            }
+            (Some(token), None) => {
+                if token.expose().trim().is_empty() {
+                    problems.push("bearer_token is empty".to_owned());
+                } else if HeaderValue::from_str(&format!("Bearer {}", token.expose())).is_err() {
+                    problems.push(
+                        "bearer_token contains characters not allowed in an HTTP header".to_owned(),
+                    );
+                }
+                Some(Auth::Bearer(token))
+            }
+            (None, Some((username, password))) => {
+                if username.contains(':') {
+                    problems.push("the basic_auth username must not contain ':'".to_owned());
+                }
+                Some(Auth::Basic { username, password })
+            }
+            (None, None) => None,
+        };
+        if settings.request_timeout.is_zero() {
+            problems.push("request_timeout must be greater than zero".to_owned());
+        }
+        if settings.deadline.is_zero() {
+            problems.push("deadline must be greater than zero".to_owned());
+        }
+        let Some(base) = base.filter(|_| problems.is_empty()) else {
+            return Err(SettingsError::Invalid { problems });
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        headers.insert(
+            USER_AGENT,
+            HeaderValue::from_static(concat!("kratos-jit/", env!("CARGO_PKG_VERSION"))),
+        );
+        let client = reqwest::Client::builder()
+            .default_headers(headers)
+            .connect_timeout(settings.request_timeout)
+            // The admin API never redirects; following one would resend the Authorization
+            // header and the body somewhere nobody configured.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(SettingsError::Client)?;
+        Ok(HttpKratos {
+            client,
+            base,
+            auth: auth.map(std::sync::Arc::new),
+            request_timeout: settings.request_timeout,
+            deadline: settings.deadline,
+            max_retries: settings.max_retries,
+        })
+    }
+
+    /// `<admin_url>/admin/identities[/<segments>…]`, each segment percent-encoded.
+    fn identities_url(&self, segments: &[&str]) -> Result<Url, KratosError> {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .map_err(|()| KratosError::Protocol {
+                detail: "admin_url cannot carry a path".to_owned(),
+            })?
+            .pop_if_empty()
+            .extend(["admin", "identities"])
+            .extend(segments);
+        Ok(url)
+    }
+
+    /// `<admin_url>/admin/identities/<id>[/<more>]` for an identity id, which Kratos only ever
+    /// issues as a UUID; anything else cannot exist there.
+    fn identity_url(&self, id: &str, more: &[&str]) -> Result<Url, KratosError> {
+        let id = uuid::Uuid::parse_str(id)
+            .map_err(|_| KratosError::NotFound {
+                detail: format!("'{id}' is not a Kratos identity id (a UUID)"),
+            })?
+            .hyphenated()
+            .to_string();
+        let mut segments = vec![id.as_str()];
+        segments.extend_from_slice(more);
+        self.identities_url(&segments)
+    }
+
+    async fn expect_identity(&self, call: Call) -> Result<Identity, KratosError> {
+        let label = call.label();
+        let answer = self.execute(call).await?;
+        wire::identity(&answer.body).map_err(|problem| KratosError::Protocol {
+            detail: format!("{label}: {problem}"),
+        })
+    }
+
+    /// Sends `call` until it succeeds, fails for good, or the deadline leaves no room for
+    /// another attempt. Success means a 2xx answer; every other status is classified.
+    async fn execute(&self, call: Call) -> Result<Answer, KratosError> {
+        let started = Instant::now();
+        let deadline = started + self.deadline;
+        let attempts = self.attempts(&call, started, deadline);
+        match tokio::time::timeout_at(deadline, attempts).await {
+            Ok(outcome) => outcome,
+            // Backstop: attempt timeouts and waits are already fitted to the deadline.
+            Err(_) => {
+                tracing::warn!(
+                    operation = call.operation,
+                    method = %call.method,
+                    path = call.path,
+                    elapsed_ms = elapsed_ms(started),
+                    "Kratos admin call ran out of time."
+                );
+                Err(KratosError::Unavailable {
+                    detail: format!(
+                        "{}: no answer within the {:?} deadline",
+                        call.label(),
+                        self.deadline
+                    ),
+                })
+            }
+        }
+    }
+
+    async fn attempts(
+        &self,
+        call: &Call,
+        started: Instant,
+        deadline: Instant,
+    ) -> Result<Answer, KratosError> {
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            let budget = self
+                .request_timeout
+                .min(deadline.saturating_duration_since(Instant::now()));
+            let (error, retry_after, maybe_applied) = match self.attempt(call, budget).await {
+                Ok(answer) => {
+                    tracing::debug!(
+                        operation = call.operation,
+                        method = %call.method,
+                        path = call.path,
+                        status = answer.status.as_u16(),
+                        attempt,
+                        elapsed_ms = elapsed_ms(started),
+                        "Kratos admin call answered."
+                    );
+                    if answer.status.is_success() {
+                        return Ok(answer);
+                    }
+                    let error = wire::classify(answer.status, &answer.body, &call.label());
+                    if !error.is_retryable() {
+                        return Err(error);
+                    }
+                    (
+                        error,
+                        retry::retry_after(answer.status, &answer.headers),
+                        true,
+                    )
+                }
+                Err(transport) => {
+                    let error = KratosError::Unavailable {
+                        detail: format!(
+                            "{}: {}",
+                            call.label(),
+                            describe_transport(&transport, budget)
+                        ),
+                    };
+                    tracing::debug!(
+                        operation = call.operation,
+                        method = %call.method,
+                        path = call.path,
+                        attempt,
+                        elapsed_ms = elapsed_ms(started),
+                        timeout = transport.is_timeout(),
+                        connect = transport.is_connect(),
+                        "Kratos admin call got no answer."
+                    );
+                    // A refused or failed connection means the request never reached Kratos;
+                    // after a timeout or reset mid-request its effect is unknown.
+                    (error, None, !transport.is_connect())
+                }
+            };
+
+            let give_up = |reason: String| {
+                tracing::warn!(
+                    operation = call.operation,
+                    method = %call.method,
+                    path = call.path,
+                    attempt,
+                    elapsed_ms = elapsed_ms(started),
+                    reason = %reason,
+                    "Kratos admin call failed; not retrying."
+                );
+                Err(with_outcome(error.clone(), attempt, &reason))
+            };
+            if attempt > self.max_retries {
+                return give_up("no retries left".to_owned());
+            }
+            if maybe_applied && call.replay == Replay::OnlyIfUnsent {
+                return give_up("not repeated: the call may already have been applied".to_owned());
+            }
+            let wait = retry_after.unwrap_or_else(|| retry::full_jitter(attempt));
+            let next_start = Instant::now() + wait;
+            if next_start + retry::MIN_ATTEMPT_BUDGET.min(self.request_timeout) > deadline {
+                return give_up(match retry_after {
+                    Some(asked) => format!(
+                        "Kratos asked to retry after {}s, past the {:?} deadline",
+                        asked.as_secs(),
+                        self.deadline
+                    ),
+                    None => format!(
+                        "no time left for another attempt within the {:?} deadline",
+                        self.deadline
+                    ),
+                });
+            }
+            tracing::warn!(
+                operation = call.operation,
+                method = %call.method,
+                path = call.path,
+                attempt,
+                elapsed_ms = elapsed_ms(started),
+                wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                error = %error,
+                "Kratos admin call failed; retrying."
+            );
+            tokio::time::sleep_until(next_start).await;
+        }
+    }
+
+    async fn attempt(&self, call: &Call, timeout: Duration) -> Result<Answer, reqwest::Error> {
+        let mut request = self
+            .client
+            .request(call.method.clone(), call.url.clone())
+            .timeout(timeout);
+        if let Some(body) = &call.body {
+            request = request
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.clone());
+        }
+        // reqwest marks both Authorization values sensitive, so they never show in its Debug.
+        request = match self.auth.as_deref() {
+            None => request,
+            Some(Auth::Bearer(token)) => request.bearer_auth(token.expose()),
+            Some(Auth::Basic { username, password }) => {
+                request.basic_auth(username, Some(password.expose()))
+            }
+        };
+        let response = request.send().await?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.bytes().await?.to_vec();
+        Ok(Answer {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+fn elapsed_ms(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// What went wrong on the wire, without reqwest's own text, which names the URL (its query may
+/// hold a `provider:subject` identifier).
+fn describe_transport(error: &reqwest::Error, budget: Duration) -> String {
+    let mut text = if error.is_timeout() {
+        format!("no answer within {} ms", budget.as_millis())
+    } else if error.is_connect() {
+        "cannot connect".to_owned()
+    } else if error.is_body() || error.is_decode() {
+        "the answer could not be read".to_owned()
+    } else {
+        "the exchange failed".to_owned()
+    };
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}
+
+/// Adds to an `Unavailable` error how many attempts were made and why there was no other.
+fn with_outcome(error: KratosError, attempts: u32, reason: &str) -> KratosError {
+    match error {
+        KratosError::Unavailable { detail } => KratosError::Unavailable {
+            detail: format!(
+                "{detail} ({attempts} attempt{}; {reason})",
+                if attempts == 1 { "" } else { "s" }
+            ),
+        },
+        other => other,
+    }
+}
+
+/// Whether replaying `ops` on a state they were already applied to leaves the same state.
+/// `add` and `replace` of a whole value at a fixed path are: the second application writes the
+/// same value again (RFC 6902 `add` on an existing member replaces it). `remove` is not — the
+/// replay answers 400 because the member is gone — and neither is an array append (`/-`),
+/// which would add the element twice.
+fn replay_safe(ops: &[PatchOp]) -> bool {
+    ops.iter().all(|op| match op {
+        PatchOp::Add { path, .. } | PatchOp::Replace { path, .. } => !path.ends_with("/-"),
+        PatchOp::Remove { .. } => false,
+    })
+}
+
+impl KratosAdmin for HttpKratos {
+    /// `GET /admin/identities?credentials_identifier=…&page_size=2`. Kratos matches exactly
+    /// (OIDC and SAML identifiers verbatim, others after its normalization, RESEARCH.md §3.1);
+    /// two answers would mean the filter was ignored, which is a [`KratosError::Protocol`].
+    /// Retried (a read).
+    async fn find_by_credential_identifier(
+        &self,
+        identifier: &str,
+    ) -> Result<Option<Identity>, KratosError> {
+        let mut url = self.identities_url(&[])?;
+        url.query_pairs_mut()
+            .append_pair("credentials_identifier", identifier)
+            .append_pair("page_size", "2");
+        let call = Call {
+            operation: "find_by_credential_identifier",
+            method: Method::GET,
+            path: "/admin/identities?credentials_identifier={identifier}",
+            url,
+            body: None,
+            replay: Replay::Safe,
+        };
+        let label = call.label();
+        let answer = self.execute(call).await?;
+        let mut found =
+            wire::identities(&answer.body).map_err(|problem| KratosError::Protocol {
+                detail: format!("{label}: {problem}"),
+            })?;
+        match found.len() {
+            0 => Ok(None),
+            1 => Ok(found.pop()),
+            n => Err(KratosError::Protocol {
+                detail: format!(
+                    "{label}: Kratos answered {n} identities for the credential identifier \
+                     '{identifier}', which must be unique; does this Kratos support the \
+                     credentials_identifier filter?"
+                ),
+            }),
+        }
+    }
+
+    /// `GET /admin/identities/{id}`; [`KratosError::NotFound`] if there is none. Retried (a read).
+    async fn get(&self, id: &str) -> Result<Identity, KratosError> {
+        let call = Call {
+            operation: "get",
+            method: Method::GET,
+            path: "/admin/identities/{id}",
+            url: self.identity_url(id, &[])?,
+            body: None,
+            replay: Replay::Safe,
+        };
+        self.expect_identity(call).await
+    }
+
+    /// `POST /admin/identities` with `state: active`, the OIDC credential
+    /// (`credentials.oidc.config.providers[{provider, subject}]`) and the addresses marked
+    /// verified imported as `status: completed` (unverified ones are left to Kratos).
+    ///
+    /// **Retried**, although POST is not idempotent: if an attempt created the identity but its
+    /// answer was lost, the retry collides with it on the OIDC identifier and ends in
+    /// [`KratosError::Conflict`]. Callers must therefore treat `Conflict` as "it may be ours":
+    /// look the identity up with [`KratosAdmin::find_by_credential_identifier`] and continue
+    /// with what is found, exactly as after a concurrent creation by another replica.
+    async fn create(&self, identity: &NewIdentity) -> Result<Identity, KratosError> {
+        let call = Call {
+            operation: "create",
+            method: Method::POST,
+            path: "/admin/identities",
+            url: self.identities_url(&[])?,
+            body: Some(wire::create_body(identity)?),
+            replay: Replay::Safe,
+        };
+        self.expect_identity(call).await
+    }
+
+    /// `PATCH /admin/identities/{id}` with the operations in order; Kratos applies them
+    /// atomically. Retried when every operation is an `add`/`replace` of a whole value (see
+    /// [`replay_safe`]); a patch with `remove` or an array append is retried only when the
+    /// request never reached Kratos.
+    async fn patch(&self, id: &str, ops: &[PatchOp]) -> Result<Identity, KratosError> {
+        let call = Call {
+            operation: "patch",
+            method: Method::PATCH,
+            path: "/admin/identities/{id}",
+            url: self.identity_url(id, &[])?,
+            body: Some(wire::patch_body(ops)?),
+            replay: if replay_safe(ops) {
+                Replay::Safe
+            } else {
+                Replay::OnlyIfUnsent
+            },
+        };
+        self.expect_identity(call).await
+    }
+
+    /// `PUT /admin/identities/{id}` with `schema_id`, `state`, `traits`, `metadata_public`,
+    /// `metadata_admin` and `external_id` as in `current` (PUT clears what is omitted) plus the
+    /// OIDC credential, which Kratos adds to the existing ones. Changes made to the identity
+    /// since `current` was read are overwritten: Kratos offers no conditional update. Retried
+    /// (the same full body yields the same identity).
+    async fn link_oidc(
+        &self,
+        current: &Identity,
+        credential: &OidcCredential,
+    ) -> Result<Identity, KratosError> {
+        let call = Call {
+            operation: "link_oidc",
+            method: Method::PUT,
+            path: "/admin/identities/{id}",
+            url: self.identity_url(&current.id, &[])?,
+            body: Some(wire::link_oidc_body(current, credential)?),
+            replay: Replay::Safe,
+        };
+        self.expect_identity(call).await
+    }
+
+    /// `PATCH /admin/identities/{id}` replacing `/state` with `inactive`. Retried.
+    async fn deactivate(&self, id: &str) -> Result<Identity, KratosError> {
+        let ops = [PatchOp::Replace {
+            path: "/state".to_owned(),
+            value: serde_json::Value::from("inactive"),
+        }];
+        let call = Call {
+            operation: "deactivate",
+            method: Method::PATCH,
+            path: "/admin/identities/{id}",
+            url: self.identity_url(id, &[])?,
+            body: Some(wire::patch_body(&ops)?),
+            replay: Replay::Safe,
+        };
+        self.expect_identity(call).await
+    }
+
+    /// `DELETE /admin/identities/{id}/sessions`. Kratos answers 404 when there is no session to
+    /// delete (RESEARCH.md §7) — also for an unknown identity — so 204 and 404 both mean "no
+    /// session left". Retried.
+    async fn revoke_sessions(&self, id: &str) -> Result<(), KratosError> {
+        let call = Call {
+            operation: "revoke_sessions",
+            method: Method::DELETE,
+            path: "/admin/identities/{id}/sessions",
+            url: self.identity_url(id, &["sessions"])?,
+            body: None,
+            replay: Replay::Safe,
+        };
+        match self.execute(call).await {
+            Ok(_) | Err(KratosError::NotFound { .. }) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// `GET /admin/identities?page_size=N[&page_token=T]`; `page_size` is clamped to 1..=500 as
+    /// Kratos would. The next token comes from the `rel="next"` target of the `Link` header
+    /// (relative to the admin URL); none means this was the last page. Identities in a plain
+    /// listing may come without credentials, so `credential_identifiers` can be empty.
+    /// Retried (a read).
+    async fn list(
+        &self,
+        page_size: u32,
+        page_token: Option<&str>,
+    ) -> Result<IdentityPage, KratosError> {
+        let mut url = self.identities_url(&[])?;
+        {
+            let mut query = url.query_pairs_mut();
+            query.append_pair("page_size", &page_size.clamp(1, 500).to_string());
+            if let Some(token) = page_token {
+                query.append_pair("page_token", token);
+            }
+        }
+        let call = Call {
+            operation: "list",
+            method: Method::GET,
+            path: "/admin/identities?page_size={n}&page_token={token}",
+            url,
+            body: None,
+            replay: Replay::Safe,
+        };
+        let label = call.label();
+        let answer = self.execute(call).await?;
+        let protocol = |problem: String| KratosError::Protocol {
+            detail: format!("{label}: {problem}"),
+        };
+        let identities = wire::identities(&answer.body).map_err(protocol)?;
+        let next_page_token =
+            link::next_page_token(&answer.headers, &self.base).map_err(protocol)?;
+        if next_page_token.is_some() && next_page_token.as_deref() == page_token {
+            // Following it would loop forever.
+            return Err(protocol(
+                "the next page token equals the one just used".to_owned(),
+            ));
+        }
+        Ok(IdentityPage {
+            identities,
+            next_page_token,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> KratosSettings {
+        KratosSettings {
+            admin_url: "http://kratos:4434".to_owned(),
+            ..KratosSettings::default()
+        }
+    }
+
+    #[test]
+    fn defaults_are_two_seconds_per_attempt_five_in_total_and_two_retries() {
+        let defaults = KratosSettings::default();
+
+        assert_eq!(defaults.request_timeout, Duration::from_secs(2));
+        assert_eq!(defaults.deadline, Duration::from_secs(5));
+        assert_eq!(defaults.max_retries, 2);
+        assert!(HttpKratos::new(defaults).is_ok());
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let bearer = KratosSettings {
+            bearer_token: Some(Secret::new("ory_pat_SUPERSECRET")),
+            ..settings()
+        };
+        let basic = KratosSettings {
+            basic_auth: Some(("proxy-user".to_owned(), Secret::new("hunter2-SUPERSECRET"))),
+            ..settings()
+        };
+        let in_url = KratosSettings {
+            admin_url: "http://user:SUPERSECRET@kratos:4434".to_owned(),
+            ..settings()
+        };
+        assert!(!format!("{in_url:?}").contains("SUPERSECRET"));
+
+        for settings in [bearer, basic] {
+            let settings_debug = format!("{settings:?} {settings:#?}");
+            let client_debug = format!("{:?}", HttpKratos::new(settings).expect("valid settings"));
+
+            for text in [settings_debug, client_debug] {
+                assert!(!text.contains("SUPERSECRET"), "{text}");
+                assert!(text.contains("[redacted]"), "{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_settings_problem_is_reported_at_once() {
+        let settings = KratosSettings {
+            admin_url: "ftp://user:pw@kratos/?x=1".to_owned(),
+            bearer_token: Some(Secret::new("t")),
+            basic_auth: Some(("u".to_owned(), Secret::new("p"))),
+            request_timeout: Duration::ZERO,
+            deadline: Duration::ZERO,
+            max_retries: 2,
+        };
+
+        let Err(SettingsError::Invalid { problems }) = HttpKratos::new(settings) else {
+            panic!("invalid settings accepted");
+        };
+
+        assert_eq!(problems.len(), 6, "{problems:#?}");
+        assert!(
+            problems.iter().all(|problem| !problem.contains("pw")),
+            "{problems:#?}"
+        );
+    }
+
+    #[test]
+    fn an_unparsable_admin_url_is_refused() {
+        let settings = KratosSettings {
+            admin_url: "kratos admin".to_owned(),
+            ..settings()
+        };
+
+        assert!(matches!(
+            HttpKratos::new(settings),
+            Err(SettingsError::Invalid { .. })
+        ));
+    }
+
+    #[test]
+    fn endpoint_urls_keep_a_path_prefix_and_normalize_the_identity_id() {
+        let kratos = HttpKratos::new(KratosSettings {
+            admin_url: "https://proxy.example/kratos/".to_owned(),
+            ..settings()
+        })
+        .expect("valid settings");
+
+        let url = kratos
+            .identity_url("9B1C6A2E-8F3D-4C1E-9A63-2F7F1F0A2B11", &["sessions"])
+            .expect("a UUID");
+
+        assert_eq!(
+            url.as_str(),
+            "https://proxy.example/kratos/admin/identities/9b1c6a2e-8f3d-4c1e-9a63-2f7f1f0a2b11/sessions"
+        );
+    }
+
+    #[test]
+    fn an_identity_id_that_is_not_a_uuid_is_not_found_without_a_request() {
+        let kratos = HttpKratos::new(settings()).expect("valid settings");
+
+        assert!(matches!(
+            kratos.identity_url("../../admin/sessions", &[]),
+            Err(KratosError::NotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn only_patches_of_whole_values_are_replayed_after_an_unknown_outcome() {
+        let value = serde_json::json!(["eng"]);
+        let add = PatchOp::Add {
+            path: "/metadata_admin/groups".to_owned(),
+            value: value.clone(),
+        };
+        let replace = PatchOp::Replace {
+            path: "/state".to_owned(),
+            value: value.clone(),
+        };
+        let append = PatchOp::Add {
+            path: "/metadata_admin/groups/-".to_owned(),
+            value,
+        };
+        let remove = PatchOp::Remove {
+            path: "/metadata_public".to_owned(),
+        };
+
+        assert!(replay_safe(&[add.clone(), replace.clone()]));
+        assert!(!replay_safe(&[add.clone(), append]));
+        assert!(!replay_safe(&[replace, remove]));
+    }
+}

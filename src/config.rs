@@ -1,0 +1,605 @@
+//! `kratos-jit serve` configuration: defaults, then a TOML file, then `KRATOS_JIT__…` variables.
+//!
+//! Every setting is read and checked before the server starts, and **every** problem is reported
+//! at once, each naming where the bad value came from: `file:line:column` for the file, the
+//! variable's name for the environment. Unknown keys and unknown `KRATOS_JIT__` variables are
+//! errors (a misspelt setting silently falling back to its default is how outages start).
+//!
+//! An environment variable names a key with `__` between levels: `KRATOS_JIT__KRATOS__ADMIN_URL`
+//! sets `kratos.admin_url`; lists are comma-separated. Secrets are [`Secret`]s: never printed.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::de::{DeTable, DeValue};
+
+/// Secrets are redacted in one place: the type the Kratos adapter uses for its credentials.
+pub use crate::kratos::http::Secret;
+
+/// The validated configuration of `kratos-jit serve`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// The `mappers/` tree.
+    pub providers: PathBuf,
+    pub kratos: KratosConfig,
+    pub api: ApiConfig,
+    pub mapper: MapperConfig,
+    pub token: TokenConfig,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct KratosConfig {
+    pub admin_url: String,
+    /// `Authorization: Bearer` for the admin API (Ory Network, or a proxy in front of Kratos).
+    pub bearer_token: Option<Secret>,
+    pub request_timeout: Duration,
+    pub deadline: Duration,
+    pub max_retries: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiConfig {
+    /// Bearer secrets accepted by `POST /v1/provision` (ID tokens only).
+    pub secrets: Vec<Secret>,
+    /// Bearer secrets of trusted callers, who may also send `claims` directly.
+    pub trusted_secrets: Vec<Secret>,
+    pub max_body_bytes: usize,
+    /// The whole request, Kratos calls included, ends within this.
+    pub deadline: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MapperConfig {
+    pub workers: usize,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenConfig {
+    pub clock_skew: Duration,
+    pub jwks_min_refresh: Duration,
+    pub http_timeout: Duration,
+}
+
+/// Where a value came from, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Origin {
+    File {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+    },
+    Env(String),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::File { path, line, column } => write!(f, "{}:{line}:{column}", path.display()),
+            Origin::Env(name) => write!(f, "environment variable {name}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Raw {
+    Str(String),
+    Int(i64),
+    Bool(bool),
+    List(Vec<String>),
+    Other(&'static str),
+}
+
+struct Entry {
+    raw: Raw,
+    origin: Origin,
+}
+
+/// Every known key, with what it holds (for "did you mean" and documentation).
+const KEYS: &[&str] = &[
+    "listen",
+    "providers",
+    "kratos.admin_url",
+    "kratos.bearer_token",
+    "kratos.bearer_token_file",
+    "kratos.request_timeout",
+    "kratos.deadline",
+    "kratos.max_retries",
+    "api.secrets",
+    "api.secrets_file",
+    "api.trusted_secrets",
+    "api.trusted_secrets_file",
+    "api.max_body_bytes",
+    "api.deadline",
+    "mapper.workers",
+    "mapper.timeout",
+    "token.clock_skew",
+    "token.jwks_min_refresh",
+    "token.http_timeout",
+];
+
+const ENV_PREFIX: &str = "KRATOS_JIT__";
+
+/// Loads the configuration from an optional file and the process environment.
+pub fn load(file: Option<&Path>) -> Result<Config, Vec<String>> {
+    load_from(file, std::env::vars())
+}
+
+/// Loads the configuration from an optional file and the given environment.
+pub fn load_from(
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, Vec<String>> {
+    let mut errors = Vec::new();
+    let mut entries: BTreeMap<String, Entry> = BTreeMap::new();
+    if let Some(path) = file {
+        match std::fs::read_to_string(path) {
+            Ok(text) => read_file(path, &text, &mut entries, &mut errors),
+            Err(e) => errors.push(format!(
+                "{}: cannot read the configuration file: {e}",
+                path.display()
+            )),
+        }
+    }
+    for (name, value) in env {
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let key = rest.to_lowercase().replace("__", ".");
+        if !KEYS.contains(&key.as_str()) {
+            errors.push(format!(
+                "environment variable {name}: unknown setting `{key}`{}",
+                suggest(&key)
+            ));
+            continue;
+        }
+        let raw = if key.ends_with("secrets") {
+            Raw::List(
+                value
+                    .split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+            )
+        } else {
+            Raw::Str(value)
+        };
+        entries.insert(
+            key,
+            Entry {
+                raw,
+                origin: Origin::Env(name),
+            },
+        );
+    }
+    let base = file
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let mut r = Reader {
+        entries,
+        errors,
+        base,
+    };
+    let config = Config {
+        listen: r.parse("listen", "127.0.0.1:4480", |s| {
+            s.parse::<SocketAddr>().map_err(|e| e.to_string())
+        }),
+        providers: r.path("providers", "mappers"),
+        kratos: KratosConfig {
+            admin_url: r.parse("kratos.admin_url", "http://127.0.0.1:4434", parse_http_url),
+            bearer_token: r.secret("kratos.bearer_token"),
+            request_timeout: r.duration("kratos.request_timeout", "2s"),
+            deadline: r.duration("kratos.deadline", "5s"),
+            max_retries: r.integer("kratos.max_retries", 2, 0, 10) as u32,
+        },
+        api: ApiConfig {
+            secrets: r.secrets("api.secrets"),
+            trusted_secrets: r.secrets("api.trusted_secrets"),
+            max_body_bytes: r.integer("api.max_body_bytes", 64 * 1024, 1024, 16 * 1024 * 1024)
+                as usize,
+            deadline: r.duration("api.deadline", "8s"),
+        },
+        mapper: MapperConfig {
+            workers: r.integer(
+                "mapper.workers",
+                std::thread::available_parallelism().map_or(2, |n| n.get() as i64),
+                1,
+                256,
+            ) as usize,
+            timeout: r.duration("mapper.timeout", "1s"),
+        },
+        token: TokenConfig {
+            clock_skew: r.duration("token.clock_skew", "60s"),
+            jwks_min_refresh: r.duration("token.jwks_min_refresh", "30s"),
+            http_timeout: r.duration("token.http_timeout", "5s"),
+        },
+    };
+    if config.api.secrets.is_empty() && config.api.trusted_secrets.is_empty() {
+        r.errors.push(
+            "no API secret is configured: set api.secrets_file (or KRATOS_JIT__API__SECRETS) so that POST /v1/provision can authenticate callers".into(),
+        );
+    }
+    if config.kratos.request_timeout > config.kratos.deadline {
+        r.errors.push(
+            "kratos.request_timeout is longer than kratos.deadline: no call could complete".into(),
+        );
+    }
+    if config.kratos.deadline >= config.api.deadline {
+        r.errors
+            .push("kratos.deadline must be shorter than api.deadline, which includes it".into());
+    }
+    if r.errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(r.errors)
+    }
+}
+
+fn suggest(key: &str) -> String {
+    let best = KEYS
+        .iter()
+        .min_by_key(|k| edit_distance(key, k))
+        .filter(|k| edit_distance(key, k) <= 3);
+    best.map(|k| format!(" (did you mean `{k}`?)"))
+        .unwrap_or_default()
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let current = row[j + 1];
+            row[j + 1] = (previous + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
+            previous = current;
+        }
+    }
+    row[b.len()]
+}
+
+fn parse_http_url(s: &str) -> Result<String, String> {
+    let url = reqwest::Url::parse(s).map_err(|e| e.to_string())?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err("expected an http(s) URL with a host".into());
+    }
+    Ok(s.trim_end_matches('/').to_owned())
+}
+
+fn read_file(
+    path: &Path,
+    text: &str,
+    entries: &mut BTreeMap<String, Entry>,
+    errors: &mut Vec<String>,
+) {
+    let locate = |offset: usize| {
+        let before = &text[..offset.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        Origin::File {
+            path: path.to_owned(),
+            line,
+            column,
+        }
+    };
+    let (document, syntax) = DeTable::parse_recoverable(text);
+    if !syntax.is_empty() {
+        for e in syntax {
+            errors.push(format!(
+                "{}: TOML syntax error: {}",
+                locate(e.span().unwrap_or(0..0).start),
+                e.message().trim_end()
+            ));
+        }
+        return;
+    }
+    fn walk(
+        prefix: &str,
+        table: &DeTable<'_>,
+        locate: &dyn Fn(usize) -> Origin,
+        entries: &mut BTreeMap<String, Entry>,
+        errors: &mut Vec<String>,
+    ) {
+        for (key, value) in table.iter() {
+            let name = if prefix.is_empty() {
+                key.get_ref().to_string()
+            } else {
+                format!("{prefix}.{}", key.get_ref())
+            };
+            let origin = locate(key.span().start);
+            if let DeValue::Table(inner) = value.get_ref() {
+                if KEYS.iter().any(|k| k.starts_with(&format!("{name}."))) {
+                    walk(&name, inner, locate, entries, errors);
+                } else {
+                    errors.push(format!(
+                        "{origin}: unknown section [{name}]{}",
+                        suggest(&name)
+                    ));
+                }
+                continue;
+            }
+            if !KEYS.contains(&name.as_str()) {
+                errors.push(format!(
+                    "{origin}: unknown setting `{name}`{}",
+                    suggest(&name)
+                ));
+                continue;
+            }
+            let raw = match value.get_ref() {
+                DeValue::String(s) => Raw::Str(s.to_string()),
+                DeValue::Integer(i) => {
+                    match i64::from_str_radix(&i.as_str().replace('_', ""), i.radix()) {
+                        Ok(n) => Raw::Int(n),
+                        Err(_) => Raw::Other("a too large integer"),
+                    }
+                }
+                DeValue::Boolean(b) => Raw::Bool(*b),
+                DeValue::Array(items) => {
+                    let strings: Option<Vec<String>> = items
+                        .iter()
+                        .map(|v| v.get_ref().as_str().map(str::to_owned))
+                        .collect();
+                    strings.map_or(Raw::Other("a list of non-strings"), Raw::List)
+                }
+                other => Raw::Other(other.type_str()),
+            };
+            entries.insert(
+                name,
+                Entry {
+                    raw,
+                    origin: locate(value.span().start),
+                },
+            );
+        }
+    }
+    walk("", document.get_ref(), &locate, entries, errors);
+}
+
+struct Reader {
+    entries: BTreeMap<String, Entry>,
+    errors: Vec<String>,
+    base: PathBuf,
+}
+
+impl Reader {
+    fn fail(&mut self, key: &str, origin: &Origin, message: impl fmt::Display) {
+        self.errors.push(format!("{origin}: `{key}` {message}"));
+    }
+
+    /// A string setting parsed with `parse`; the default is parsed the same way.
+    fn parse<T>(
+        &mut self,
+        key: &str,
+        default: &str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> T {
+        if let Some(entry) = self.entries.remove(key) {
+            match &entry.raw {
+                Raw::Str(s) => match parse(s) {
+                    Ok(v) => return v,
+                    Err(e) => self.fail(key, &entry.origin, format!("is invalid: {e}")),
+                },
+                other => self.fail(
+                    key,
+                    &entry.origin,
+                    format!("must be a string, not {}", describe(other)),
+                ),
+            }
+        }
+        parse(default).unwrap_or_else(|e| panic!("default of {key} is invalid: {e}"))
+    }
+
+    fn path(&mut self, key: &str, default: &str) -> PathBuf {
+        let from_file = matches!(
+            self.entries.get(key),
+            Some(Entry {
+                origin: Origin::File { .. },
+                ..
+            })
+        );
+        let path = self.parse(key, default, |s| Ok(PathBuf::from(s)));
+        if from_file && path.is_relative() {
+            self.base.join(path)
+        } else {
+            path
+        }
+    }
+
+    fn duration(&mut self, key: &str, default: &str) -> Duration {
+        let d = self.parse(key, default, |s| {
+            humantime::parse_duration(s)
+                .map_err(|e| format!("{e} (write durations like \"500ms\" or \"2s\")"))
+        });
+        if d.is_zero() {
+            self.errors
+                .push(format!("`{key}` must be longer than zero"));
+        }
+        d
+    }
+
+    fn integer(&mut self, key: &str, default: i64, min: i64, max: i64) -> i64 {
+        let Some(entry) = self.entries.remove(key) else {
+            return default;
+        };
+        let value = match &entry.raw {
+            Raw::Int(n) => Some(*n),
+            Raw::Str(s) => s.trim().parse::<i64>().ok(),
+            _ => None,
+        };
+        match value {
+            Some(n) if (min..=max).contains(&n) => n,
+            Some(n) => {
+                self.fail(
+                    key,
+                    &entry.origin,
+                    format!("is {n}; it must be between {min} and {max}"),
+                );
+                default
+            }
+            None => {
+                self.fail(
+                    key,
+                    &entry.origin,
+                    format!("must be a whole number, not {}", describe(&entry.raw)),
+                );
+                default
+            }
+        }
+    }
+
+    /// A secret given inline (environment only, preferably) or read from `<key>_file`.
+    fn secret(&mut self, key: &str) -> Option<Secret> {
+        self.secret_values(key).into_iter().next()
+    }
+
+    fn secrets(&mut self, key: &str) -> Vec<Secret> {
+        self.secret_values(key)
+    }
+
+    fn secret_values(&mut self, key: &str) -> Vec<Secret> {
+        let mut out = Vec::new();
+        if let Some(entry) = self.entries.remove(key) {
+            match entry.raw {
+                Raw::Str(s) if !s.is_empty() => out.push(Secret::new(s)),
+                Raw::List(items) => out.extend(items.into_iter().map(Secret::new)),
+                other => self.fail(
+                    key,
+                    &entry.origin,
+                    format!("must be a non-empty string, not {}", describe(&other)),
+                ),
+            }
+        }
+        let file_key = format!("{key}_file");
+        if self.entries.contains_key(&file_key) {
+            let path = self.path(&file_key, "");
+            match std::fs::read_to_string(&path) {
+                // One secret per line; blank lines and `#` comments are ignored.
+                Ok(text) => out.extend(
+                    text.lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                        .map(|l| Secret::new(l.to_owned())),
+                ),
+                Err(e) => self
+                    .errors
+                    .push(format!("`{file_key}`: cannot read {}: {e}", path.display())),
+            }
+        }
+        for secret in &out {
+            if secret.expose().len() < 16 {
+                self.errors.push(format!(
+                    "`{key}`: a secret is shorter than 16 characters; use a long random value"
+                ));
+                break;
+            }
+        }
+        out
+    }
+}
+
+fn describe(raw: &Raw) -> String {
+    match raw {
+        Raw::Str(_) => "a string".into(),
+        Raw::Int(_) => "a number".into(),
+        Raw::Bool(_) => "a boolean".into(),
+        Raw::List(_) => "a list".into(),
+        Raw::Other(what) => (*what).into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "0123456789abcdef0123";
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_and_environment_make_a_valid_config() {
+        let config = load_from(
+            None,
+            env(&[
+                ("KRATOS_JIT__API__SECRETS", SECRET),
+                ("KRATOS_JIT__MAPPER__WORKERS", "3"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.listen, "127.0.0.1:4480".parse().unwrap());
+        assert_eq!(config.kratos.admin_url, "http://127.0.0.1:4434");
+        assert_eq!(config.mapper.workers, 3);
+        assert_eq!(config.api.secrets, vec![Secret::new(SECRET)]);
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_origin() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kratos-jit.toml");
+        std::fs::write(
+            &path,
+            "listen = \"nowhere\"\n[kratos]\nadmin_url = \"ftp://x\"\nrequest_timout = \"1s\"\n[api]\nmax_body_bytes = 5\n",
+        )
+        .unwrap();
+        let errors = load_from(
+            Some(&path),
+            env(&[
+                ("KRATOS_JIT__MAPPER__TIMEOUT", "soon"),
+                ("KRATOS_JIT__NOPE", "1"),
+            ]),
+        )
+        .unwrap_err();
+        let all = errors.join("\n");
+        let file = path.display().to_string();
+        for expected in [
+            format!("{file}:1:10: `listen` is invalid"),
+            format!("{file}:3:13: `kratos.admin_url` is invalid"),
+            format!(
+                "{file}:4:1: unknown setting `kratos.request_timout` (did you mean `kratos.request_timeout`?)"
+            ),
+            format!("{file}:6:18: `api.max_body_bytes` is 5"),
+            "environment variable KRATOS_JIT__MAPPER__TIMEOUT: `mapper.timeout` is invalid"
+                .to_owned(),
+            "environment variable KRATOS_JIT__NOPE: unknown setting `nope`".to_owned(),
+            "no API secret is configured".to_owned(),
+        ] {
+            assert!(all.contains(&expected), "missing {expected:?} in:\n{all}");
+        }
+    }
+
+    #[test]
+    fn secrets_are_read_from_files_and_never_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("api-secrets"),
+            format!("# callers\n{SECRET}\n\n"),
+        )
+        .unwrap();
+        let path = dir.path().join("kratos-jit.toml");
+        std::fs::write(&path, "[api]\nsecrets_file = \"api-secrets\"\n").unwrap();
+        let config = load_from(Some(&path), env(&[])).unwrap();
+        assert_eq!(config.api.secrets, vec![Secret::new(SECRET)]);
+        assert!(!format!("{config:?}").contains(SECRET));
+    }
+
+    #[test]
+    fn short_secrets_are_refused() {
+        let errors = load_from(None, env(&[("KRATOS_JIT__API__SECRETS", "short")])).unwrap_err();
+        assert!(
+            errors.iter().any(|e| e.contains("shorter than 16")),
+            "{errors:?}"
+        );
+    }
+}
