@@ -20,6 +20,7 @@ pub mod policy;
 pub mod provider;
 pub mod provision;
 pub mod schema;
+pub mod server;
 pub mod standin;
 pub mod token;
 

@@ -44,9 +44,76 @@ enum Command {
         /// The claims object as JSON; `-` reads standard input.
         claims: PathBuf,
     },
+    /// Serve the provisioning API (`POST /v1/provision`).
+    Serve {
+        /// The configuration file (TOML); `KRATOS_JIT__…` variables override it.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Log format.
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: LogFormat,
+    },
     /// Internal: a mapper evaluation worker, started by kratos-jit itself.
     #[command(name = process::WORKER_SUBCOMMAND, hide = true)]
     MapperWorker,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KRATOS_JIT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn run_serve(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let config = match kratos_jit::config::load(config_path) {
+        Ok(config) => config,
+        Err(errors) => {
+            for error in &errors {
+                eprintln!("{error}");
+            }
+            eprintln!("{} configuration problem(s); nothing started", errors.len());
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let providers = match Providers::load(&config.providers) {
+        Ok((providers, warnings)) => {
+            for warning in warnings {
+                tracing::warn!(message = "Provider folder warning.", %warning);
+            }
+            providers
+        }
+        Err(errors) => {
+            for error in &errors {
+                eprintln!("{error}");
+            }
+            eprintln!(
+                "{} problem(s) in {}; nothing started",
+                errors.len(),
+                config.providers.display()
+            );
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let worker = WorkerProgram::current_exe().context("locating the kratos-jit executable")?;
+    actix_web::rt::System::new().block_on(async move {
+        let app = kratos_jit::server::Application::build(&config, providers, worker)?;
+        tracing::info!(message = "Serving the provisioning API.", address = %config.listen.ip(), port = app.port());
+        app.run_until_stopped().await?;
+        tracing::info!(message = "Stopped.");
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 fn main() -> ExitCode {
@@ -55,6 +122,10 @@ fn main() -> ExitCode {
         return process::worker_main();
     }
     let result = match cli.command {
+        Command::Serve { config, log_format } => {
+            init_logs(log_format);
+            run_serve(config.as_deref())
+        }
         Command::Check { dir } => run_check(&dir),
         Command::Map {
             provider,

@@ -1,0 +1,147 @@
+//! Starting the application against a fresh Kratos stand-in, and talking to both.
+
+use std::path::{Path, PathBuf};
+
+use kratos_jit::config;
+use kratos_jit::mapper::WorkerProgram;
+use kratos_jit::provider::Providers;
+use kratos_jit::server::Application;
+use kratos_jit::standin::StandIn;
+use serde_json::{Value, json};
+
+pub const API_SECRET: &str = "test-api-secret-0123456789";
+pub const TRUSTED_SECRET: &str = "test-trusted-secret-0123456789";
+
+pub struct TestApp {
+    pub address: String,
+    pub kratos: StandIn,
+    pub client: reqwest::Client,
+}
+
+pub fn manifest_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `../shared/fixtures/claims/<provider>/<case>.json`.
+pub fn fixture(provider: &str, case: &str) -> Value {
+    let path: PathBuf = manifest_dir()
+        .join("../shared/fixtures/claims")
+        .join(provider)
+        .join(format!("{case}.json"));
+    serde_json::from_slice(
+        &std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .unwrap()
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+/// Starts the application with extra `KRATOS_JIT__…` settings, on a free port.
+pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
+    let kratos = StandIn::start().expect("stand-in starts");
+    let mut env: Vec<(String, String)> = vec![
+        ("KRATOS_JIT__LISTEN".into(), "127.0.0.1:0".into()),
+        (
+            "KRATOS_JIT__PROVIDERS".into(),
+            manifest_dir().join("mappers").display().to_string(),
+        ),
+        ("KRATOS_JIT__KRATOS__ADMIN_URL".into(), kratos.base_url()),
+        ("KRATOS_JIT__API__SECRETS".into(), API_SECRET.into()),
+        (
+            "KRATOS_JIT__API__TRUSTED_SECRETS".into(),
+            TRUSTED_SECRET.into(),
+        ),
+        ("KRATOS_JIT__MAPPER__WORKERS".into(), "2".into()),
+    ];
+    env.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    let config = config::load_from(None, env).unwrap_or_else(|e| panic!("{e:?}"));
+    let (providers, _) = Providers::load(&config.providers).unwrap_or_else(|e| panic!("{e:?}"));
+    let app = Application::build(
+        &config,
+        providers,
+        WorkerProgram::new(env!("CARGO_BIN_EXE_kratos-jit")),
+    )
+    .unwrap();
+    let address = format!("http://127.0.0.1:{}", app.port());
+    actix_web::rt::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        kratos,
+        client: reqwest::Client::new(),
+    }
+}
+
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl TestApp {
+    pub async fn post_provision(
+        &self,
+        secret: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> Answer {
+        let mut request = self
+            .client
+            .post(format!("{}/v1/provision", self.address))
+            .header("Content-Type", "application/json")
+            .body(body);
+        if let Some(secret) = secret {
+            request = request.bearer_auth(secret);
+        }
+        let response = request.send().await.expect("request reaches the server");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        let body = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("non-JSON answer {status}: {text}"));
+        Answer { status, body }
+    }
+
+    /// A trusted caller provisions raw claims.
+    pub async fn provision_claims(&self, provider: &str, claims: &Value) -> Answer {
+        let body = json!({"provider": provider, "claims": claims});
+        self.post_provision(Some(TRUSTED_SECRET), body.to_string())
+            .await
+    }
+
+    /// The identity Kratos holds for `provider:subject`.
+    pub fn identity_for(&self, provider: &str, subject: &str) -> Option<Value> {
+        let identifier = format!("{provider}:{subject}");
+        let matching: Vec<Value> = self
+            .kratos
+            .identities()
+            .into_iter()
+            .filter(|i| {
+                i["credentials"]["oidc"]["identifiers"]
+                    .as_array()
+                    .is_some_and(|ids| ids.iter().any(|id| id == identifier.as_str()))
+            })
+            .collect();
+        assert!(
+            matching.len() <= 1,
+            "{} identities hold {identifier}",
+            matching.len()
+        );
+        matching.into_iter().next()
+    }
+
+    /// Deletes every identity and clears the request log, between independent cases.
+    pub async fn reset_kratos(&self) {
+        for identity in self.kratos.identities() {
+            let id = identity["id"].as_str().unwrap();
+            self.client
+                .delete(format!("{}/admin/identities/{id}", self.kratos.base_url()))
+                .send()
+                .await
+                .unwrap();
+        }
+        self.kratos.clear_log();
+    }
+}

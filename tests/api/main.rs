@@ -1,0 +1,4 @@
+//! API tests: the real `serve` application over HTTP against the loopback Kratos stand-in.
+
+mod helpers;
+mod provision;
