@@ -53,6 +53,12 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormat,
     },
+    /// Run the in-memory Kratos admin API stand-in alone (local experiments, load benchmarks).
+    #[command(hide = true)]
+    Standin {
+        #[arg(long, default_value = "127.0.0.1:4434")]
+        listen: std::net::SocketAddr,
+    },
     /// Internal: a mapper evaluation worker, started by kratos-jit itself.
     #[command(name = process::WORKER_SUBCOMMAND, hide = true)]
     MapperWorker,
@@ -116,6 +122,22 @@ fn run_serve(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
     })
 }
 
+fn run_standin(listen: std::net::SocketAddr) -> anyhow::Result<ExitCode> {
+    use kratos_jit::standin::{StandInState, run_until_stopped};
+    let listener = std::net::TcpListener::bind(listen)
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    actix_web::rt::System::new().block_on(async move {
+        let state = StandInState::new();
+        let stop = state.clone();
+        let server = actix_web::rt::spawn(run_until_stopped(listener, state));
+        eprintln!("Kratos admin API stand-in on http://{listen} (in memory; Ctrl-C stops it)");
+        tokio::signal::ctrl_c().await?;
+        stop.shutdown();
+        server.await??;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::MapperWorker = cli.command {
@@ -127,6 +149,7 @@ fn main() -> ExitCode {
             run_serve(config.as_deref())
         }
         Command::Check { dir } => run_check(&dir),
+        Command::Standin { listen } => run_standin(listen),
         Command::Map {
             provider,
             identity,
