@@ -1,1 +1,695 @@
-//! placeholder
+//! The claims object Ory Kratos hands a Jsonnet mapper as `std.extVar('claims')`.
+//!
+//! Kratos's generic OIDC provider decodes the verified ID token twice
+//! (`provider_generic_oidc.go verifyAndDecodeClaimsWithProvider`): once with Go's `encoding/json`
+//! into its `Claims` struct (`selfservice/strategy/oidc/claims`), once into a plain map that
+//! becomes `raw_claims`. The struct is then encoded back to JSON for the mapper, and
+//! `Claims.Validate()` refuses the login when `sub` or `iss` is empty.
+//!
+//! [`kratos_claims`] rebuilds that object from the token's claims and promises the same result:
+//!
+//! - the claims the struct knows, at the top level, with its JSON types;
+//! - Go's `omitempty`: an empty string, `false`, `0`, an empty list or a missing claim is absent;
+//! - `email_verified` is Kratos's `ConvertibleBoolean`: `true`, `false`, `"true"`, `"false"`,
+//!   anything else (even `null`) makes Kratos refuse the login, so it is a [`ClaimsError`] here;
+//! - `locale` may be LinkedIn's `{language, country}` object and becomes `"language-country"`;
+//! - Go matches JSON keys to struct fields case-insensitively, so `"EMAIL"` fills `email`;
+//! - a claim of the wrong JSON type fails Go's decoding and the login: a [`ClaimsError`];
+//! - `raw_claims` is every claim of the token, as it came.
+//!
+//! Errors name claims and JSON types, never claim values.
+
+use serde_json::{Map, Value};
+
+/// Why Kratos would refuse to build the claims object for a token (and refuse the login).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClaimsError {
+    #[error(
+        "the ID token has no subject (`sub`), and Kratos refuses a login without one (\"provider did not return a subject\")"
+    )]
+    MissingSubject,
+    #[error(
+        "the ID token has no issuer (`iss`), and Kratos refuses a login without one (\"issuer not set in claims\")"
+    )]
+    MissingIssuer,
+    /// Go's `encoding/json` fails on this claim, so Kratos fails the login before any mapper runs.
+    #[error(
+        "claim {claim:?}{} is {found}, but Kratos decodes it as {expected} and refuses the login otherwise",
+        alias_note(claim, field)
+    )]
+    WrongType {
+        /// The claim name as the token spells it.
+        claim: String,
+        /// The Kratos field it lands in (differs from `claim` only in letter case).
+        field: &'static str,
+        expected: &'static str,
+        found: &'static str,
+    },
+}
+
+fn alias_note(claim: &str, field: &str) -> String {
+    if claim == field {
+        String::new()
+    } else {
+        format!(" (Kratos reads it as {field:?})")
+    }
+}
+
+/// The Go type of a `Claims` field, which decides how a JSON value decodes and when
+/// `omitempty` drops it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GoType {
+    String,
+    Bool,
+    Int64,
+    /// `x.ConvertibleBoolean`.
+    ConvertibleBool,
+    /// `claims.Locale`.
+    Locale,
+    /// `[]string`.
+    StringList,
+    /// `map[string]interface{}`.
+    Map,
+}
+
+/// The fields of Kratos's `Claims` struct, by JSON name. All are `omitempty`.
+///
+/// `acr` (string) and `amr` (`[]string`) were added on Kratos master in 2026-04 (RESEARCH.md
+/// §2.1; the session's `upstream_acr`/`upstream_amr` carry them with those types).
+const FIELDS: &[(&str, GoType)] = &[
+    ("iss", GoType::String),
+    ("sub", GoType::String),
+    ("oid", GoType::String),
+    ("name", GoType::String),
+    ("given_name", GoType::String),
+    ("family_name", GoType::String),
+    ("last_name", GoType::String),
+    ("middle_name", GoType::String),
+    ("nickname", GoType::String),
+    ("preferred_username", GoType::String),
+    ("profile", GoType::String),
+    ("picture", GoType::String),
+    ("website", GoType::String),
+    ("email", GoType::String),
+    ("email_verified", GoType::ConvertibleBool),
+    ("gender", GoType::String),
+    ("birthdate", GoType::String),
+    ("zoneinfo", GoType::String),
+    ("locale", GoType::Locale),
+    ("phone_number", GoType::String),
+    ("phone_number_verified", GoType::Bool),
+    ("updated_at", GoType::Int64),
+    ("hd", GoType::String),
+    ("team", GoType::String),
+    ("nonce", GoType::String),
+    ("nonce_supported", GoType::Bool),
+    ("acr", GoType::String),
+    ("amr", GoType::StringList),
+    ("raw_claims", GoType::Map),
+];
+
+/// What decoding one JSON value does to a Go field.
+enum Decoded {
+    /// Go leaves the field as it was (JSON `null` into a string, bool or integer).
+    Unchanged,
+    /// The field now holds this value; `None` is the zero value, which `omitempty` drops.
+    Set(Option<Value>),
+}
+
+/// Builds the claims object Kratos gives a Jsonnet mapper, from the verified claims of an ID
+/// token. See the module documentation for the rules.
+pub fn kratos_claims(token_claims: &Map<String, Value>) -> Result<Value, ClaimsError> {
+    let mut object = Map::new();
+    for &(field, go_type) in FIELDS {
+        let mut current: Option<Value> = None;
+        for (claim, value) in spellings_of(token_claims, field) {
+            match decode(go_type, value).map_err(|(expected, found)| ClaimsError::WrongType {
+                claim: claim.clone(),
+                field,
+                expected,
+                found,
+            })? {
+                Decoded::Unchanged => {}
+                Decoded::Set(v) => current = v,
+            }
+        }
+        if let Some(v) = current {
+            object.insert(field.to_owned(), v);
+        }
+    }
+
+    // Kratos overwrites whatever `raw_claims` the struct decoding produced with the full map.
+    object.remove("raw_claims");
+    if !token_claims.is_empty() {
+        // Go decodes raw_claims numbers into float64; Jsonnet reads every number as a double
+        // anyway, so keeping serde_json's numbers changes nothing a mapper can observe.
+        object.insert("raw_claims".to_owned(), Value::Object(token_claims.clone()));
+    }
+
+    if !object.contains_key("sub") {
+        return Err(ClaimsError::MissingSubject);
+    }
+    if !object.contains_key("iss") {
+        return Err(ClaimsError::MissingIssuer);
+    }
+    Ok(Value::Object(object))
+}
+
+/// The claims Go would decode into `field`, in the order Go would apply them.
+///
+/// Go's `encoding/json` prefers the exact key but also accepts any case-insensitive match, and
+/// with several matches the last one in the token wins. The token's key order is gone once
+/// the claims are a map, so the exact spelling is applied last: it wins over `EMAIL`-style
+/// variants, the case that matters in practice. Every variant is still decoded, so a badly
+/// typed one fails the way it fails in Kratos.
+fn spellings_of<'a>(
+    claims: &'a Map<String, Value>,
+    field: &'a str,
+) -> impl Iterator<Item = (&'a String, &'a Value)> {
+    claims
+        .iter()
+        .filter(move |(key, _)| key.as_str() != field && go_fold_eq(key, field))
+        .chain(claims.get_key_value(field))
+}
+
+/// Go's case-insensitive key match (`encoding/json` `foldName`) against an ASCII field name.
+///
+/// Besides ASCII letter case, Unicode simple folding maps exactly two non-ASCII characters onto
+/// ASCII letters: KELVIN SIGN onto `k` and LATIN SMALL LETTER LONG S onto `s`.
+fn go_fold_eq(key: &str, field: &str) -> bool {
+    let mut field_chars = field.chars();
+    for c in key.chars() {
+        let folded = match c {
+            '\u{212A}' => 'K',
+            '\u{017F}' => 'S',
+            c if c.is_ascii() => c.to_ascii_uppercase(),
+            _ => return false,
+        };
+        match field_chars.next() {
+            Some(f) if f.to_ascii_uppercase() == folded => {}
+            _ => return false,
+        }
+    }
+    field_chars.next().is_none()
+}
+
+type TypeMismatch = (&'static str, &'static str);
+
+fn decode(go_type: GoType, value: &Value) -> Result<Decoded, TypeMismatch> {
+    let mismatch = |expected| Err((expected, json_type(value)));
+    match go_type {
+        GoType::String => match value {
+            Value::Null => Ok(Decoded::Unchanged),
+            Value::String(s) => Ok(Decoded::Set(non_empty(s))),
+            _ => mismatch("a string"),
+        },
+        GoType::Bool => match value {
+            Value::Null => Ok(Decoded::Unchanged),
+            Value::Bool(b) => Ok(Decoded::Set(b.then_some(Value::Bool(true)))),
+            _ => mismatch("true or false"),
+        },
+        GoType::Int64 => match value {
+            Value::Null => Ok(Decoded::Unchanged),
+            // Go parses the literal with ParseInt: 1.0, 1e3 and anything beyond int64 fail.
+            Value::Number(n) => match n.as_i64() {
+                Some(0) => Ok(Decoded::Set(None)),
+                Some(i) => Ok(Decoded::Set(Some(Value::from(i)))),
+                None => mismatch("an integer (int64)"),
+            },
+            _ => mismatch("an integer (int64)"),
+        },
+        // x.ConvertibleBoolean.UnmarshalJSON accepts exactly true, false, "true" and "false";
+        // Go calls it for null too, and it fails on null.
+        GoType::ConvertibleBool => match value {
+            Value::Bool(true) => Ok(Decoded::Set(Some(Value::Bool(true)))),
+            Value::String(s) if s == "true" => Ok(Decoded::Set(Some(Value::Bool(true)))),
+            Value::Bool(false) => Ok(Decoded::Set(None)),
+            Value::String(s) if s == "false" => Ok(Decoded::Set(None)),
+            _ => mismatch("true, false, \"true\" or \"false\""),
+        },
+        GoType::Locale => decode_locale(value).map(Decoded::Set),
+        // A JSON null sets a Go slice or map to nil; a null element decodes to "".
+        GoType::StringList => match value {
+            Value::Null => Ok(Decoded::Set(None)),
+            Value::Array(items) => {
+                let mut strings = Vec::with_capacity(items.len());
+                for item in items {
+                    match item {
+                        Value::String(s) => strings.push(Value::String(s.clone())),
+                        Value::Null => strings.push(Value::String(String::new())),
+                        _ => return mismatch("a list of strings"),
+                    }
+                }
+                Ok(Decoded::Set(
+                    (!strings.is_empty()).then_some(Value::Array(strings)),
+                ))
+            }
+            _ => mismatch("a list of strings"),
+        },
+        GoType::Map => match value {
+            Value::Null => Ok(Decoded::Set(None)),
+            Value::Object(o) => Ok(Decoded::Set((!o.is_empty()).then(|| value.clone()))),
+            _ => mismatch("an object"),
+        },
+    }
+}
+
+/// `claims.Locale.UnmarshalJSON`: first tries LinkedIn's `{"language", "country"}` object
+/// (which also succeeds for `null`, yielding ""), then a plain string.
+fn decode_locale(value: &Value) -> Result<Option<Value>, TypeMismatch> {
+    const EXPECTED: &str = "a string or a {language, country} object";
+    match value {
+        Value::String(s) => Ok(non_empty(s)),
+        Value::Null => Ok(None),
+        Value::Object(o) => {
+            let part = |name: &str| -> Result<String, TypeMismatch> {
+                let mut found = String::new();
+                for (_, v) in spellings_of(o, name) {
+                    match v {
+                        Value::String(s) => found = s.clone(),
+                        Value::Null => {}
+                        _ => return Err((EXPECTED, "an object")),
+                    }
+                }
+                Ok(found)
+            };
+            let (language, country) = (part("language")?, part("country")?);
+            let locale = match (language.is_empty(), country.is_empty()) {
+                (true, _) => country,
+                (false, true) => language,
+                (false, false) => format!("{language}-{country}"),
+            };
+            Ok(non_empty(&locale))
+        }
+        _ => Err((EXPECTED, json_type(value))),
+    }
+}
+
+fn non_empty(s: &str) -> Option<Value> {
+    (!s.is_empty()).then(|| Value::String(s.to_owned()))
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use serde_json::json;
+
+    use super::*;
+
+    fn claims(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            other => panic!("test claims must be an object, got {other}"),
+        }
+    }
+
+    fn build(value: Value) -> Result<Value, ClaimsError> {
+        kratos_claims(&claims(value))
+    }
+
+    fn minimal() -> Value {
+        json!({"iss": "https://idp.example", "sub": "user-1"})
+    }
+
+    fn with(extra: Value) -> Value {
+        let mut base = claims(minimal());
+        base.extend(claims(extra));
+        Value::Object(base)
+    }
+
+    /// The shared claims fixtures, in `../shared` beside the repository (as in CI).
+    fn fixtures_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/claims")
+    }
+
+    fn json_files(dir: &Path, found: &mut Vec<PathBuf>) {
+        let entries = std::fs::read_dir(dir).unwrap_or_else(|e| {
+            panic!(
+                "cannot read claims fixtures in {} ({e}); set KRATOS_JIT_CLAIMS_FIXTURES",
+                dir.display()
+            )
+        });
+        for entry in entries {
+            let path = entry.expect("readable directory entry").path();
+            if path.is_dir() {
+                json_files(&path, found);
+            } else if path.extension().is_some_and(|ext| ext == "json") {
+                found.push(path);
+            }
+        }
+    }
+
+    /// The fixture as Kratos's code would have built it. The shared fixtures deviate from
+    /// Kratos's `Claims` struct in two ways:
+    ///
+    /// - the SAML-bridge fixtures carry `nonce` in `raw_claims` but not at the top level, yet
+    ///   `Claims` has `Nonce string json:"nonce,omitempty"`, so Kratos puts a non-empty nonce
+    ///   at the top level too;
+    /// - `okta-oidc-umbrella/unverified-email.json` has a top-level `"email_verified": false`,
+    ///   yet `ConvertibleBoolean` is a Go `bool`, and `omitempty` drops `false`.
+    fn as_kratos_builds_it(mut fixture: Map<String, Value>) -> Map<String, Value> {
+        let raw_nonce = fixture
+            .get("raw_claims")
+            .and_then(|raw| raw.get("nonce"))
+            .filter(|nonce| nonce.as_str().is_some_and(|s| !s.is_empty()))
+            .cloned();
+        if let Some(nonce) = raw_nonce {
+            fixture.entry("nonce").or_insert(nonce);
+        }
+        if fixture.get("email_verified") == Some(&Value::Bool(false)) {
+            fixture.remove("email_verified");
+        }
+        fixture
+    }
+
+    #[test]
+    fn every_shared_fixture_is_rebuilt_from_its_raw_claims_as_kratos_builds_it() {
+        let mut files = Vec::new();
+        json_files(&fixtures_dir(), &mut files);
+        files.sort();
+        assert!(
+            files.len() >= 20,
+            "expected the shared fixtures, found {files:?}"
+        );
+
+        for file in files {
+            let text = std::fs::read_to_string(&file).expect("readable fixture");
+            let fixture: Map<String, Value> = serde_json::from_str(&text).expect("JSON fixture");
+            let raw = fixture
+                .get("raw_claims")
+                .and_then(Value::as_object)
+                .unwrap_or_else(|| panic!("{} has no raw_claims object", file.display()));
+
+            let built = kratos_claims(raw)
+                .unwrap_or_else(|e| panic!("{}: Kratos would refuse it: {e}", file.display()));
+
+            assert_eq!(
+                built,
+                Value::Object(as_kratos_builds_it(fixture.clone())),
+                "{}",
+                file.display()
+            );
+        }
+    }
+
+    #[test]
+    fn a_fixture_without_a_nonce_or_a_false_flag_is_reproduced_exactly() {
+        let file = fixtures_dir().join("okta-oidc-umbrella/user.json");
+        let fixture: Value =
+            serde_json::from_str(&std::fs::read_to_string(file).expect("fixture")).expect("JSON");
+        let raw = fixture["raw_claims"].as_object().expect("raw_claims");
+
+        assert_eq!(kratos_claims(raw).expect("valid"), fixture);
+    }
+
+    #[test]
+    fn a_nonce_in_the_token_is_also_a_top_level_claim() {
+        let built = build(with(json!({"nonce": "n-0S6_WzA2Mj"}))).unwrap();
+
+        assert_eq!(built["nonce"], "n-0S6_WzA2Mj");
+        assert_eq!(built["raw_claims"]["nonce"], "n-0S6_WzA2Mj");
+    }
+
+    #[test]
+    fn the_string_true_in_email_verified_becomes_the_boolean_true() {
+        let built = build(with(json!({"email_verified": "true"}))).unwrap();
+
+        assert_eq!(built["email_verified"], json!(true));
+        assert_eq!(built["raw_claims"]["email_verified"], json!("true"));
+    }
+
+    #[test]
+    fn email_verified_false_as_boolean_or_string_is_omitted() {
+        for value in [json!(false), json!("false")] {
+            let built = build(with(json!({ "email_verified": value }))).unwrap();
+
+            assert!(built.get("email_verified").is_none(), "{value}");
+            assert_eq!(built["raw_claims"]["email_verified"], value);
+        }
+    }
+
+    #[test]
+    fn email_verified_other_than_true_or_false_fails_like_kratos() {
+        for value in [
+            json!(1),
+            json!("yes"),
+            json!("TRUE"),
+            json!(null),
+            json!([true]),
+        ] {
+            let err = build(with(json!({ "email_verified": value }))).unwrap_err();
+
+            assert!(
+                matches!(&err, ClaimsError::WrongType { claim, .. } if claim == "email_verified"),
+                "{value}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn empty_strings_false_booleans_zero_and_empty_lists_are_omitted() {
+        let built = build(with(json!({
+            "email": "",
+            "name": "",
+            "phone_number_verified": false,
+            "nonce_supported": false,
+            "updated_at": 0,
+            "amr": [],
+            "locale": {"language": "", "country": ""},
+        })))
+        .unwrap();
+
+        let top: Vec<&str> = built
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(top, ["iss", "raw_claims", "sub"]);
+    }
+
+    #[test]
+    fn null_claims_are_omitted_except_where_go_fails_on_null() {
+        let built = build(with(json!({
+            "email": null, "phone_number_verified": null, "updated_at": null,
+            "amr": null, "locale": null,
+        })))
+        .unwrap();
+
+        let top: Vec<&str> = built
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(top, ["iss", "raw_claims", "sub"]);
+    }
+
+    #[test]
+    fn standard_claims_keep_kratos_json_types() {
+        let built = build(with(json!({
+            "email": "a@b.example",
+            "email_verified": true,
+            "phone_number_verified": true,
+            "nonce_supported": true,
+            "updated_at": 1_700_000_000,
+            "amr": ["pwd", "mfa"],
+            "acr": "urn:mace:incommon:iap:silver",
+        })))
+        .unwrap();
+
+        assert_eq!(built["email"], "a@b.example");
+        assert_eq!(built["email_verified"], true);
+        assert_eq!(built["phone_number_verified"], true);
+        assert_eq!(built["nonce_supported"], true);
+        assert_eq!(built["updated_at"], 1_700_000_000);
+        assert_eq!(built["amr"], json!(["pwd", "mfa"]));
+        assert_eq!(built["acr"], "urn:mace:incommon:iap:silver");
+    }
+
+    #[test]
+    fn claims_kratos_does_not_know_appear_only_under_raw_claims() {
+        let token = with(json!({"groups": ["a"], "aud": "client", "exp": 1, "auth_time": 2}));
+
+        let built = build(token.clone()).unwrap();
+
+        for claim in ["groups", "aud", "exp", "auth_time"] {
+            assert!(
+                built.get(claim).is_none(),
+                "{claim} leaked to the top level"
+            );
+        }
+        assert_eq!(built["raw_claims"], token);
+    }
+
+    #[test]
+    fn a_claim_of_the_wrong_type_fails_without_echoing_its_value() {
+        let err = build(with(json!({"email": ["secret@value.example"]}))).unwrap_err();
+
+        assert_eq!(
+            err,
+            ClaimsError::WrongType {
+                claim: "email".into(),
+                field: "email",
+                expected: "a string",
+                found: "a list"
+            }
+        );
+        assert!(!err.to_string().contains("secret@value.example"));
+    }
+
+    #[test]
+    fn updated_at_must_be_an_int64_as_in_kratos() {
+        for value in [
+            json!("2022-11-30T11:07:24Z"),
+            json!(1.5),
+            json!(1e3),
+            json!(u64::MAX),
+        ] {
+            let err = build(with(json!({ "updated_at": value }))).unwrap_err();
+
+            assert!(
+                matches!(
+                    err,
+                    ClaimsError::WrongType {
+                        field: "updated_at",
+                        ..
+                    }
+                ),
+                "{value}"
+            );
+        }
+    }
+
+    #[test]
+    fn amr_must_be_a_list_of_strings() {
+        assert!(build(with(json!({"amr": "pwd"}))).is_err());
+        assert!(build(with(json!({"amr": ["pwd", 1]}))).is_err());
+        assert_eq!(
+            build(with(json!({"amr": ["pwd", null]}))).unwrap()["amr"],
+            json!(["pwd", ""])
+        );
+    }
+
+    #[test]
+    fn a_raw_claims_claim_in_the_token_is_replaced_but_must_be_an_object() {
+        let built = build(with(json!({"raw_claims": {"forged": true}}))).unwrap();
+        assert_eq!(built["raw_claims"]["raw_claims"], json!({"forged": true}));
+        assert!(built["raw_claims"].get("forged").is_none());
+
+        let err = build(with(json!({"raw_claims": "x"}))).unwrap_err();
+        assert!(matches!(
+            err,
+            ClaimsError::WrongType {
+                field: "raw_claims",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn keys_match_kratos_fields_case_insensitively_like_go() {
+        let built =
+            build(json!({"ISS": "https://idp.example", "Sub": "u", "EMAIL": "a@b.example"}))
+                .unwrap();
+
+        assert_eq!(built["iss"], "https://idp.example");
+        assert_eq!(built["sub"], "u");
+        assert_eq!(built["email"], "a@b.example");
+        assert!(built.get("EMAIL").is_none());
+        assert_eq!(built["raw_claims"]["EMAIL"], "a@b.example");
+    }
+
+    #[test]
+    fn the_exact_spelling_wins_over_a_case_variant() {
+        let built = build(with(
+            json!({"Email": "variant@b.example", "email": "exact@b.example"}),
+        ))
+        .unwrap();
+
+        assert_eq!(built["email"], "exact@b.example");
+    }
+
+    #[test]
+    fn a_badly_typed_case_variant_still_fails_like_go() {
+        let err = build(with(json!({"Name": 42, "name": "Ada"}))).unwrap_err();
+
+        assert!(
+            matches!(&err, ClaimsError::WrongType { claim, field: "name", .. } if claim == "Name")
+        );
+        assert!(err.to_string().contains("Kratos reads it as \"name\""));
+    }
+
+    #[test]
+    fn go_folding_maps_the_kelvin_sign_and_long_s_to_ascii() {
+        assert!(go_fold_eq("nic\u{212A}name", "nickname"));
+        assert!(go_fold_eq("\u{017F}ub", "sub"));
+        assert!(!go_fold_eq("émail", "email"));
+        assert!(!go_fold_eq("emai", "email"));
+        assert!(!go_fold_eq("emails", "email"));
+    }
+
+    #[test]
+    fn a_linkedin_locale_object_becomes_a_language_tag() {
+        let locale = |v: Value| {
+            build(with(json!({ "locale": v })))
+                .unwrap()
+                .get("locale")
+                .cloned()
+        };
+
+        assert_eq!(
+            locale(json!({"language": "de", "country": "DE"})),
+            Some(json!("de-DE"))
+        );
+        assert_eq!(locale(json!({"language": "de"})), Some(json!("de")));
+        assert_eq!(locale(json!({"country": "DE"})), Some(json!("DE")));
+        assert_eq!(locale(json!("en-US")), Some(json!("en-US")));
+        assert!(build(with(json!({"locale": 5}))).is_err());
+        assert!(build(with(json!({"locale": {"language": 5}}))).is_err());
+    }
+
+    #[test]
+    fn a_token_without_a_subject_is_refused_as_kratos_validate_does() {
+        assert_eq!(
+            build(json!({"iss": "https://idp.example"})),
+            Err(ClaimsError::MissingSubject)
+        );
+        assert_eq!(
+            build(json!({"iss": "https://idp.example", "sub": ""})),
+            Err(ClaimsError::MissingSubject)
+        );
+    }
+
+    #[test]
+    fn a_token_without_an_issuer_is_refused_as_kratos_validate_does() {
+        assert_eq!(
+            build(json!({"sub": "user-1"})),
+            Err(ClaimsError::MissingIssuer)
+        );
+        assert_eq!(
+            build(json!({"sub": "user-1", "iss": null})),
+            Err(ClaimsError::MissingIssuer)
+        );
+    }
+
+    #[test]
+    fn a_type_error_is_reported_before_a_missing_subject_as_go_decodes_first() {
+        assert!(matches!(
+            build(json!({"iss": "https://idp.example", "email": 1})),
+            Err(ClaimsError::WrongType { .. })
+        ));
+    }
+}
