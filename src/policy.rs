@@ -39,9 +39,14 @@ pub enum Denial {
     #[error("e-mail domain \"{domain}\" is not a verified domain of tenant \"{tenant}\"")]
     ForeignDomain { domain: String, tenant: String },
     #[error(
-        "the mapper marks \"{address}\" verified, but it is not the identity's e-mail in a verified domain of tenant \"{tenant}\""
+        "the `{EMAIL_TRAIT}` trait is not an e-mail address (no local part and domain around an @)"
     )]
-    ForeignVerifiedAddress { address: String, tenant: String },
+    NotAnEmail,
+    // Only the domain is named: reasons are logged, and addresses are personal data.
+    #[error(
+        "the mapper marks an address in \"{domain}\" verified, but it is not the identity's e-mail in a verified domain of tenant \"{tenant}\""
+    )]
+    ForeignVerifiedAddress { domain: String, tenant: String },
     #[error("{0}")]
     Schema(String),
     #[error("provider {provider} does not create identities at first login (jit.create = false)")]
@@ -91,9 +96,12 @@ pub fn admit<'p>(
     let in_domains = |address: &str| {
         email_domain(address).is_some_and(|d| binding.verified_domains.contains(&d))
     };
+    let Some(domain) = email_domain(email) else {
+        return Err(Denial::NotAnEmail);
+    };
     if !in_domains(email) {
         return Err(Denial::ForeignDomain {
-            domain: email_domain(email).unwrap_or_else(|| email.clone()),
+            domain,
             tenant: binding.id.clone(),
         });
     }
@@ -104,7 +112,7 @@ pub fn admit<'p>(
     {
         if !address.value.eq_ignore_ascii_case(email.trim()) || !in_domains(&address.value) {
             return Err(Denial::ForeignVerifiedAddress {
-                address: address.value.clone(),
+                domain: email_domain(&address.value).unwrap_or_default(),
                 tenant: binding.id.clone(),
             });
         }
@@ -121,6 +129,16 @@ pub fn admit<'p>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn denial_reasons_never_carry_a_whole_address() {
+        let foreign = Denial::ForeignVerifiedAddress {
+            domain: "evil.example".into(),
+            tenant: "tenant-acme".into(),
+        };
+        assert!(!foreign.to_string().contains('@'));
+        assert!(!Denial::NotAnEmail.to_string().contains("probe"));
+    }
 
     #[test]
     fn email_domain_is_lower_cased_and_needs_both_parts() {

@@ -231,6 +231,28 @@ async fn provision(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let result = provision_request(request, payload, state).await;
+    if let Err(error) = &result {
+        let status = error.status_code().as_u16();
+        match error {
+            // Token and authentication reasons name only alg, kid, iss, aud and times: safe to log.
+            ApiError::Unauthorized(reason)
+            | ApiError::Unavailable(reason)
+            | ApiError::BadGateway(reason) => {
+                tracing::warn!(message = "Refused a provisioning request.", status, %reason);
+            }
+            // Body errors may quote the caller's data: log the status only.
+            _ => tracing::info!(message = "Refused a provisioning request.", status),
+        }
+    }
+    result
+}
+
+async fn provision_request(
+    request: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let Some(trusted) = state.authenticate(&request) else {
         return Err(ApiError::Unauthorized(
             "missing or unknown API secret (Authorization: Bearer <secret>)".into(),

@@ -1,256 +1,26 @@
 //! ID token verification end to end: a test issuer on loopback serves discovery and a JWKS
 //! (switchable keys, request counters, failure modes), and each test asserts the specific
-//! `TokenError` an operator would see.
+//! `TokenError` an operator would see. The issuer itself is `tests/common/issuer.rs`.
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+#[path = "common/issuer.rs"]
+mod issuer;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::jwk::{Jwk, PublicKeyUse};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use jsonwebtoken::{Algorithm, EncodingKey};
 use kratos_jit::token::{IssuerSettings, TokenError, TokenVerifier, VerifierOptions};
 use serde_json::{Map, Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
-const AUDIENCE: &str = "kratos-client";
+use issuer::{
+    AUDIENCE, EMAIL, SUBJECT, TestIssuer, TestKey, b64, key_a, key_b, key_file, key_path, now,
+    payload_of, signed_raw, unsigned, with_payload,
+};
+
 const PROVIDER: &str = "okta-oidc-umbrella";
-const EMAIL: &str = "alice@umbrella.example";
-
-fn key_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/keys")
-        .join(name)
-}
-
-fn key_file(name: &str) -> Vec<u8> {
-    std::fs::read(key_path(name)).expect("test key file")
-}
-
-/// A signing key of the test issuer and the JWK it publishes for it.
-struct TestKey {
-    kid: &'static str,
-    alg: Algorithm,
-    encoding: EncodingKey,
-    jwk: Value,
-}
-
-impl TestKey {
-    fn rsa(file: &str, kid: &'static str) -> Self {
-        let encoding = EncodingKey::from_rsa_pem(&key_file(file)).expect("RSA PEM");
-        Self::new(kid, Algorithm::RS256, encoding)
-    }
-
-    fn ec(file: &str, kid: &'static str) -> Self {
-        let encoding = EncodingKey::from_ec_pem(&key_file(file)).expect("EC PEM");
-        Self::new(kid, Algorithm::ES256, encoding)
-    }
-
-    fn new(kid: &'static str, alg: Algorithm, encoding: EncodingKey) -> Self {
-        let mut jwk = Jwk::from_encoding_key(&encoding, alg).expect("JWK from key");
-        jwk.common.key_id = Some(kid.into());
-        jwk.common.public_key_use = Some(PublicKeyUse::Signature);
-        TestKey {
-            kid,
-            alg,
-            encoding,
-            jwk: serde_json::to_value(jwk).expect("JWK JSON"),
-        }
-    }
-
-    /// The same key published under other JWK parameters.
-    fn publishing(mut self, changes: Value) -> Self {
-        merge(&mut self.jwk, changes);
-        self
-    }
-
-    fn sign(&self, claims: &Value) -> String {
-        self.sign_as(self.alg, Some(self.kid), claims)
-    }
-
-    fn sign_as(&self, alg: Algorithm, kid: Option<&str>, claims: &Value) -> String {
-        let mut header = Header::new(alg);
-        header.kid = kid.map(str::to_owned);
-        jsonwebtoken::encode(&header, claims, &self.encoding).expect("signing")
-    }
-}
-
-fn key_a() -> TestKey {
-    TestKey::rsa("rsa-a.pem", "key-a")
-}
-
-fn key_b() -> TestKey {
-    TestKey::rsa("rsa-b.pem", "key-b")
-}
-
-/// An OpenID provider on 127.0.0.1 serving discovery and a JWKS.
-struct TestIssuer {
-    url: String,
-    state: Arc<IssuerState>,
-}
-
-#[derive(Default)]
-struct IssuerState {
-    keys: Mutex<Vec<Value>>,
-    /// What the discovery document claims as issuer; `None` is the issuer's own URL.
-    discovery_issuer: Mutex<Option<String>>,
-    /// 0 answers 200.
-    jwks_status: AtomicU16,
-    jwks_delay_ms: AtomicU64,
-    jwks_requests: AtomicUsize,
-    discovery_requests: AtomicUsize,
-}
-
-impl TestIssuer {
-    async fn start(keys: &[&TestKey]) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind loopback");
-        let url = format!("http://{}", listener.local_addr().expect("address"));
-        let issuer = TestIssuer {
-            url: url.clone(),
-            state: Arc::default(),
-        };
-        issuer.publish(keys);
-        let state = issuer.state.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(answer(stream, state.clone(), url.clone()));
-            }
-        });
-        issuer
-    }
-
-    fn settings(&self) -> IssuerSettings {
-        IssuerSettings::new(&self.url, [AUDIENCE])
-    }
-
-    fn publish(&self, keys: &[&TestKey]) {
-        *self.state.keys.lock().unwrap() = keys.iter().map(|key| key.jwk.clone()).collect();
-    }
-
-    fn publish_raw(&self, jwks: Vec<Value>) {
-        *self.state.keys.lock().unwrap() = jwks;
-    }
-
-    fn answer_jwks_with_status(&self, status: u16) {
-        self.state.jwks_status.store(status, Ordering::SeqCst);
-    }
-
-    fn delay_jwks(&self, delay: Duration) {
-        self.state
-            .jwks_delay_ms
-            .store(delay.as_millis() as u64, Ordering::SeqCst);
-    }
-
-    fn claim_to_be(&self, issuer: &str) {
-        *self.state.discovery_issuer.lock().unwrap() = Some(issuer.into());
-    }
-
-    fn jwks_requests(&self) -> usize {
-        self.state.jwks_requests.load(Ordering::SeqCst)
-    }
-
-    fn discovery_requests(&self) -> usize {
-        self.state.discovery_requests.load(Ordering::SeqCst)
-    }
-
-    /// Claims of a fresh, valid token from this issuer.
-    fn claims(&self) -> Value {
-        let now = now();
-        json!({
-            "iss": self.url, "sub": "00u1a2b3c4", "aud": AUDIENCE, "iat": now, "exp": now + 300,
-            "email": EMAIL, "email_verified": true, "groups": ["Umbrella-Users"],
-        })
-    }
-
-    fn claims_with(&self, changes: Value) -> Value {
-        let mut claims = self.claims();
-        merge(&mut claims, changes);
-        claims
-    }
-}
-
-async fn answer(mut stream: TcpStream, state: Arc<IssuerState>, url: String) {
-    let mut request = Vec::new();
-    let mut buffer = [0u8; 1024];
-    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-        match stream.read(&mut buffer).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => request.extend_from_slice(&buffer[..n]),
-        }
-    }
-    let head = String::from_utf8_lossy(&request);
-    let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
-    let (status, body) = match path.as_str() {
-        "/.well-known/openid-configuration" => {
-            state.discovery_requests.fetch_add(1, Ordering::SeqCst);
-            let issuer = state
-                .discovery_issuer
-                .lock()
-                .unwrap()
-                .clone()
-                .unwrap_or(url.clone());
-            (
-                200,
-                json!({"issuer": issuer, "jwks_uri": format!("{url}/jwks")}),
-            )
-        }
-        "/jwks" => {
-            state.jwks_requests.fetch_add(1, Ordering::SeqCst);
-            let delay = state.jwks_delay_ms.load(Ordering::SeqCst);
-            tokio::time::sleep(Duration::from_millis(delay)).await;
-            let status = match state.jwks_status.load(Ordering::SeqCst) {
-                0 => 200,
-                status => status,
-            };
-            (status, json!({"keys": state.keys.lock().unwrap().clone()}))
-        }
-        _ => (404, json!({"error": "not found"})),
-    };
-    let body = body.to_string();
-    let response = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        if status == 200 { "OK" } else { "Not OK" },
-        body.len()
-    );
-    let _ = stream.write_all(response.as_bytes()).await;
-    let _ = stream.shutdown().await;
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-fn merge(target: &mut Value, changes: Value) {
-    let (Value::Object(target), Value::Object(changes)) = (target, changes) else {
-        panic!("merge needs two objects");
-    };
-    for (key, value) in changes {
-        if value.is_null() {
-            target.remove(&key);
-        } else {
-            target.insert(key, value);
-        }
-    }
-}
-
-fn b64(json: &Value) -> String {
-    URL_SAFE_NO_PAD.encode(json.to_string())
-}
-
-/// `message` signed as it is, whatever it holds: for payloads `jsonwebtoken::encode` cannot make.
-fn signed_raw(key: &TestKey, message: &str) -> String {
-    let signature =
-        jsonwebtoken::crypto::sign(message.as_bytes(), &key.encoding, key.alg).expect("sign");
-    format!("{message}.{signature}")
-}
 
 fn verifier() -> TokenVerifier {
     TokenVerifier::new(VerifierOptions::default())
@@ -269,7 +39,7 @@ fn assert_reveals_nothing(error: &TokenError, token: &str) {
             "the error echoes part of the token: {shown}"
         );
     }
-    for value in [EMAIL, "00u1a2b3c4", "Umbrella-Users"] {
+    for value in [EMAIL, SUBJECT, "Umbrella-Users"] {
         assert!(
             !shown.contains(value),
             "the error echoes a claim value: {shown}"
@@ -456,8 +226,7 @@ async fn an_unsigned_alg_none_token_is_refused() {
     let verifier = verifier();
 
     for alg in ["none", "None", "NONE"] {
-        let header = json!({"alg": alg, "typ": "JWT", "kid": key.kid});
-        let token = format!("{}.{}.", b64(&header), b64(&issuer.claims()));
+        let token = unsigned(alg, key.kid, &issuer.claims());
 
         let error = refused(&verifier, &issuer.settings(), &token).await;
 
@@ -523,15 +292,9 @@ async fn a_tampered_payload_fails_the_signature_check() {
     let key = key_a();
     let issuer = TestIssuer::start(&[&key]).await;
     let token = key.sign(&issuer.claims());
-    let [header, payload, signature]: [&str; 3] = token
-        .split('.')
-        .collect::<Vec<_>>()
-        .try_into()
-        .expect("three parts");
-    let mut claims: Value =
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64")).expect("JSON");
+    let mut claims = payload_of(&token);
     claims["groups"] = json!(["Umbrella-Admins"]);
-    let tampered = format!("{header}.{}.{signature}", b64(&claims));
+    let tampered = with_payload(&token, &claims);
 
     let error = refused(&verifier(), &issuer.settings(), &tampered).await;
 

@@ -9,6 +9,8 @@ use kratos_jit::server::Application;
 use kratos_jit::standin::StandIn;
 use serde_json::{Value, json};
 
+use crate::issuer::{self, TestIssuer};
+
 pub const API_SECRET: &str = "test-api-secret-0123456789";
 pub const TRUSTED_SECRET: &str = "test-trusted-secret-0123456789";
 
@@ -40,12 +42,18 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts the application with extra `KRATOS_JIT__…` settings, on a free port.
 pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
+    spawn_app_with_providers(&manifest_dir().join("mappers"), extra).await
+}
+
+/// Starts the application on the provider folders in `providers`, with extra `KRATOS_JIT__…`
+/// settings, on a free port.
+pub async fn spawn_app_with_providers(providers: &Path, extra: &[(&str, &str)]) -> TestApp {
     let kratos = StandIn::start().expect("stand-in starts");
     let mut env: Vec<(String, String)> = vec![
         ("KRATOS_JIT__LISTEN".into(), "127.0.0.1:0".into()),
         (
             "KRATOS_JIT__PROVIDERS".into(),
-            manifest_dir().join("mappers").display().to_string(),
+            providers.display().to_string(),
         ),
         ("KRATOS_JIT__KRATOS__ADMIN_URL".into(), kratos.base_url()),
         ("KRATOS_JIT__API__SECRETS".into(), API_SECRET.into()),
@@ -77,6 +85,64 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
     }
 }
 
+/// A temporary `mappers/` tree for ID token tests: `okta-oidc-umbrella` with its `[token]`
+/// issuer set to `issuer_url` (and its `jwks_url` to `jwks_url`, when given), and `okta-acme`
+/// without `[token]`, so it accepts no ID token. Keep it alive as long as the application.
+pub fn token_providers(issuer_url: &str, jwks_url: Option<&str>) -> tempfile::TempDir {
+    let tree = tempfile::tempdir().expect("temporary directory");
+    copy_provider("okta-oidc-umbrella", tree.path(), |settings| {
+        let token = settings
+            .get_mut("token")
+            .and_then(toml::Value::as_table_mut)
+            .expect("okta-oidc-umbrella has a [token] table");
+        token.insert("issuer".into(), issuer_url.into());
+        if let Some(jwks_url) = jwks_url {
+            token.insert("jwks_url".into(), jwks_url.into());
+        }
+    });
+    copy_provider("okta-acme", tree.path(), |settings| {
+        settings.remove("token");
+    });
+    tree
+}
+
+/// Copies `mappers/<provider>` into `tree`, with `edit` applied to its `provider.toml`.
+fn copy_provider(provider: &str, tree: &Path, edit: impl FnOnce(&mut toml::Table)) {
+    let from = manifest_dir().join("mappers").join(provider);
+    let to = tree.join(provider);
+    copy_dir(&from, &to);
+    let settings_path = to.join("provider.toml");
+    let mut settings: toml::Table =
+        toml::from_str(&std::fs::read_to_string(&settings_path).unwrap()).unwrap();
+    edit(&mut settings);
+    std::fs::write(&settings_path, toml::to_string(&settings).unwrap()).unwrap();
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// The ID token claims of `okta-oidc-umbrella/<case>.json` (its `raw_claims`), as `issuer`
+/// issues them now: `iss` is the issuer's URL, `iat` now and `exp` in five minutes.
+pub fn umbrella_token_claims(issuer: &TestIssuer, case: &str) -> Value {
+    let mut claims = fixture("okta-oidc-umbrella", case)["raw_claims"].clone();
+    let now = issuer::now();
+    issuer::merge(
+        &mut claims,
+        json!({"iss": issuer.url, "iat": now, "exp": now + 300}),
+    );
+    claims
+}
+
 pub struct Answer {
     pub status: u16,
     pub body: Value,
@@ -102,6 +168,13 @@ impl TestApp {
         let body = serde_json::from_str(&text)
             .unwrap_or_else(|_| panic!("non-JSON answer {status}: {text}"));
         Answer { status, body }
+    }
+
+    /// An ordinary caller provisions the login an ID token describes.
+    pub async fn provision_token(&self, provider: &str, id_token: &str) -> Answer {
+        let body = json!({"provider": provider, "id_token": id_token});
+        self.post_provision(Some(API_SECRET), body.to_string())
+            .await
     }
 
     /// A trusted caller provisions raw claims.

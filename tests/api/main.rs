@@ -1,6 +1,11 @@
 //! API tests: the real `serve` application over HTTP against the loopback Kratos stand-in.
 
+#[path = "../common/issuer.rs"]
+mod issuer;
+
 mod concurrency;
 mod helpers;
+mod logs;
 mod provision;
 mod robustness;
+mod tokens;
