@@ -10,6 +10,7 @@
 //! - [`kratos`]: the port to the Kratos admin API (our own types) and its HTTP adapter.
 //! - [`standin`]: an in-memory Kratos admin API stand-in on loopback, for tests and `serve --dev`.
 
+pub mod carrier;
 pub mod check;
 pub mod claims;
 pub mod config;

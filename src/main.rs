@@ -44,6 +44,14 @@ enum Command {
         /// The claims object as JSON; `-` reads standard input.
         claims: PathBuf,
     },
+    /// Print the Kratos-side claims mapper for a provider (its mapper, carrying the claims to the hooks).
+    KratosMapper {
+        #[arg(long)]
+        provider: String,
+        /// The providers directory.
+        #[arg(long, default_value = "mappers")]
+        dir: PathBuf,
+    },
     /// Serve the provisioning API (`POST /v1/provision`).
     Serve {
         /// The configuration file (TOML); `KRATOS_JIT__…` variables override it.
@@ -149,6 +157,7 @@ fn main() -> ExitCode {
             run_serve(config.as_deref())
         }
         Command::Check { dir } => run_check(&dir),
+        Command::KratosMapper { provider, dir } => run_kratos_mapper(&dir, &provider),
         Command::Standin { listen } => run_standin(listen),
         Command::Map {
             provider,
@@ -242,6 +251,14 @@ fn run_check(dir: &Path) -> anyhow::Result<ExitCode> {
         println!("{failed} fixture(s) failed");
         Ok(ExitCode::FAILURE)
     }
+}
+
+fn run_kratos_mapper(dir: &Path, provider: &str) -> anyhow::Result<ExitCode> {
+    let path = dir.join(provider).join("mapper.jsonnet");
+    let source =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    print!("{}", kratos_jit::carrier::kratos_mapper(provider, &source));
+    Ok(ExitCode::SUCCESS)
 }
 
 fn read_json(path: &Path) -> anyhow::Result<serde_json::Value> {
