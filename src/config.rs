@@ -27,6 +27,7 @@ pub struct Config {
     pub providers: PathBuf,
     pub kratos: KratosConfig,
     pub api: ApiConfig,
+    pub hooks: HooksConfig,
     pub mapper: MapperConfig,
     pub token: TokenConfig,
 }
@@ -50,6 +51,17 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// The whole request, Kratos calls included, ends within this.
     pub deadline: Duration,
+}
+
+/// The Kratos web hooks (`/v1/hooks/registration`, `/v1/hooks/login`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HooksConfig {
+    /// What Kratos's `web_hook` sends (`api_key` value, bearer or bare, or the `basic_auth` password).
+    pub secrets: Vec<Secret>,
+    /// A login hook answers within this, Kratos admin calls included.
+    pub deadline: Duration,
+    /// Claims issued longer than this before the session's authentication are stale.
+    pub claims_max_age: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -115,6 +127,10 @@ const KEYS: &[&str] = &[
     "api.trusted_secrets_file",
     "api.max_body_bytes",
     "api.deadline",
+    "hooks.secrets",
+    "hooks.secrets_file",
+    "hooks.deadline",
+    "hooks.claims_max_age",
     "mapper.workers",
     "mapper.timeout",
     "token.clock_skew",
@@ -204,6 +220,11 @@ pub fn load_from(
                 as usize,
             deadline: r.duration("api.deadline", "8s"),
         },
+        hooks: HooksConfig {
+            secrets: r.secrets("hooks.secrets"),
+            deadline: r.duration("hooks.deadline", "4s"),
+            claims_max_age: r.duration("hooks.claims_max_age", "5m"),
+        },
         mapper: MapperConfig {
             workers: r.integer(
                 "mapper.workers",
@@ -219,9 +240,12 @@ pub fn load_from(
             http_timeout: r.duration("token.http_timeout", "5s"),
         },
     };
-    if config.api.secrets.is_empty() && config.api.trusted_secrets.is_empty() {
+    if config.api.secrets.is_empty()
+        && config.api.trusted_secrets.is_empty()
+        && config.hooks.secrets.is_empty()
+    {
         r.errors.push(
-            "no API secret is configured: set api.secrets_file (or KRATOS_JIT__API__SECRETS) so that POST /v1/provision can authenticate callers".into(),
+            "no API secret is configured: set api.secrets_file (or KRATOS_JIT__API__SECRETS) for POST /v1/provision and/or hooks.secrets_file (KRATOS_JIT__HOOKS__SECRETS) for the Kratos web hooks".into(),
         );
     }
     if config.kratos.request_timeout > config.kratos.deadline {

@@ -15,6 +15,7 @@ pub mod check;
 pub mod claims;
 pub mod config;
 pub mod decision;
+pub mod hooks;
 pub mod kratos;
 pub mod mapper;
 pub mod policy;

@@ -117,6 +117,10 @@ impl<K: KratosAdmin> Provisioner<K> {
         &self.kratos
     }
 
+    pub fn schemas(&self) -> &IdentitySchemas {
+        &self.schemas
+    }
+
     /// Provisions one login of `provider_id` with the Kratos claims object `claims`.
     pub async fn provision(
         &self,
@@ -261,7 +265,7 @@ impl<K: KratosAdmin> Provisioner<K> {
     }
 
     /// Mapper, output contract and policy. `Ok(Err(_))` is a denial; `Err(_)` a failure to run.
-    async fn map(
+    pub async fn map(
         &self,
         provider: &Provider,
         claims: &Value,

@@ -25,6 +25,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::{Config, Secret};
+use crate::hooks::{self, HookSettings, TriggerCache};
 use crate::kratos::http::{HttpKratos, KratosSettings};
 use crate::mapper::{Isolation, Limits, MapperEngine, WorkerProgram};
 use crate::provider::Providers;
@@ -100,14 +101,27 @@ pub struct AppState {
     provisioner: Provisioner<HttpKratos>,
     verifier: TokenVerifier,
     issuers: HashMap<String, IssuerSettings>,
-    /// SHA-256 of each accepted secret, and whether it is trusted with raw claims.
-    secrets: Vec<([u8; 32], bool)>,
+    /// SHA-256 of each accepted secret; trusted ones may also send raw claims.
+    secrets: Vec<[u8; 32]>,
+    trusted_secrets: Vec<[u8; 32]>,
+    hooks: HookSettings,
+    triggers: TriggerCache,
     max_body_bytes: usize,
     deadline: std::time::Duration,
 }
 
-fn digest(secret: &str) -> [u8; 32] {
+pub(crate) fn digest(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
+}
+
+/// Whether `presented` is one of the secrets whose digests are `known`. Digests are compared in
+/// constant time, against every known secret, so neither timing nor length tells how close a
+/// guess was.
+pub(crate) fn secret_matches(known: &[[u8; 32]], presented: &str) -> bool {
+    let presented = digest(presented);
+    known
+        .iter()
+        .fold(false, |found, k| found | bool::from(k.ct_eq(&presented)))
 }
 
 impl AppState {
@@ -175,11 +189,9 @@ impl AppState {
         if !problems.is_empty() {
             anyhow::bail!("token settings: {}", problems.join("; "));
         }
-        let digests = |list: &[Secret], trusted: bool| -> Vec<([u8; 32], bool)> {
-            list.iter().map(|s| (digest(s.expose()), trusted)).collect()
+        let digests = |list: &[Secret]| -> Vec<[u8; 32]> {
+            list.iter().map(|s| digest(s.expose())).collect()
         };
-        let mut secrets = digests(&config.api.secrets, false);
-        secrets.extend(digests(&config.api.trusted_secrets, true));
         let verifier = TokenVerifier::new(VerifierOptions {
             clock_skew: config.token.clock_skew,
             http_timeout: config.token.http_timeout,
@@ -191,28 +203,35 @@ impl AppState {
             provisioner: Provisioner::new(kratos, engine, Arc::new(providers), schemas),
             verifier,
             issuers,
-            secrets,
+            secrets: digests(&config.api.secrets),
+            trusted_secrets: digests(&config.api.trusted_secrets),
+            hooks: HookSettings {
+                secrets: digests(&config.hooks.secrets),
+                deadline: config.hooks.deadline,
+                claims_max_age: config.hooks.claims_max_age,
+                max_body_bytes: config.api.max_body_bytes,
+            },
+            triggers: TriggerCache::new(std::time::Duration::from_secs(600), 100_000),
             max_body_bytes: config.api.max_body_bytes,
             deadline: config.api.deadline,
         })
     }
 
-    /// `Some(trusted)` for a known secret. Compares digests in constant time, against every
-    /// configured secret, so neither timing nor length tells how close a guess was.
+    /// `Some(trusted)` for a known secret (see [`secret_matches`]).
     fn authenticate(&self, request: &HttpRequest) -> Option<bool> {
         let header = request.headers().get("Authorization")?.to_str().ok()?;
         let (scheme, secret) = header.split_once(' ')?;
         if !scheme.eq_ignore_ascii_case("bearer") {
             return None;
         }
-        let presented = digest(secret.trim());
-        let mut found = None;
-        for (known, trusted) in &self.secrets {
-            if bool::from(known.ct_eq(&presented)) {
-                found = Some(*trusted);
-            }
+        let secret = secret.trim();
+        if secret_matches(&self.trusted_secrets, secret) {
+            Some(true)
+        } else if secret_matches(&self.secrets, secret) {
+            Some(false)
+        } else {
+            None
         }
-        found
     }
 }
 
@@ -351,6 +370,46 @@ fn outcome_body(outcome: &Outcome) -> Value {
     })
 }
 
+async fn registration_hook(
+    request: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let provisioner = &state.provisioner;
+    hooks::handle(
+        &request,
+        payload,
+        &state.hooks,
+        &state.triggers,
+        |body| async move { hooks::registration(provisioner, &body).await },
+    )
+    .await
+}
+
+async fn login_hook(
+    request: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let (provisioner, settings) = (&state.provisioner, &state.hooks);
+    hooks::handle(
+        &request,
+        payload,
+        &state.hooks,
+        &state.triggers,
+        |body| async move {
+            hooks::login(
+                provisioner,
+                &body,
+                settings.claims_max_age,
+                settings.deadline,
+            )
+            .await
+        },
+    )
+    .await
+}
+
 async fn alive() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
@@ -362,6 +421,8 @@ async fn not_found() -> Result<HttpResponse, ApiError> {
 /// The routes, for the server and for in-process tests.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/provision", web::post().to(provision))
+        .route("/v1/hooks/registration", web::post().to(registration_hook))
+        .route("/v1/hooks/login", web::post().to(login_hook))
         .route("/health/alive", web::get().to(alive));
 }
 

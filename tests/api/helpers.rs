@@ -13,6 +13,7 @@ use crate::issuer::{self, TestIssuer};
 
 pub const API_SECRET: &str = "test-api-secret-0123456789";
 pub const TRUSTED_SECRET: &str = "test-trusted-secret-0123456789";
+pub const HOOK_SECRET: &str = "test-hook-secret-0123456789";
 
 pub struct TestApp {
     pub address: String,
@@ -61,6 +62,7 @@ pub async fn spawn_app_with_providers(providers: &Path, extra: &[(&str, &str)]) 
             "KRATOS_JIT__API__TRUSTED_SECRETS".into(),
             TRUSTED_SECRET.into(),
         ),
+        ("KRATOS_JIT__HOOKS__SECRETS".into(), HOOK_SECRET.into()),
         ("KRATOS_JIT__MAPPER__WORKERS".into(), "2".into()),
     ];
     env.extend(

@@ -1,0 +1,349 @@
+//! The Kratos web hooks, called exactly as Kratos calls them: the shipped body template
+//! evaluated over the `ctx` fixtures (with the identity as the shipped Kratos-side mapper leaves
+//! it), the configured auth header and an `Ory-Webhook-Trigger-ID`; answers checked against
+//! Kratos's parser rules (RESEARCH.md §1.7).
+
+use std::path::Path;
+
+use kratos_jit::carrier::{CARRIED_CLAIMS_KEY, kratos_mapper};
+use kratos_jit::mapper::{Evaluator, Limits, MapperError, MapperSource, empty_identity};
+use serde_json::{Value, json};
+
+use crate::helpers::{HOOK_SECRET, TestApp, fixture, manifest_dir, spawn_app};
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Evaluates Jsonnet `code` with `value` as `std.extVar('claims')`.
+fn evaluate(name: &str, code: &str, value: &Value) -> Result<Value, MapperError> {
+    let evaluator =
+        Evaluator::new(&[MapperSource::new("x", name, code)], Limits::default()).unwrap();
+    evaluator.evaluate("x", value, &empty_identity())
+}
+
+/// What Kratos's claims mapper (the shipped carrier) makes of `claims`.
+fn kratos_side_mapping(provider: &str, claims: &Value) -> Result<Value, MapperError> {
+    let source = read(
+        &manifest_dir()
+            .join("mappers")
+            .join(provider)
+            .join("mapper.jsonnet"),
+    );
+    evaluate("carrier.jsonnet", &kratos_mapper(provider, &source), claims)
+        .map(|out| out["identity"].clone())
+}
+
+/// The `ctx` fixture of `flow`, holding the identity Kratos built with the carrier mapper.
+fn ctx(flow: &str, provider: &str, claims: &Value) -> Value {
+    let path = manifest_dir().join(format!(
+        "../shared/fixtures/kratos-webhooks/{flow}-oidc-ctx.json"
+    ));
+    let mut ctx: Value = serde_json::from_str(&read(&path)).unwrap();
+    let mapped =
+        kratos_side_mapping(provider, claims).expect("Kratos's mapper accepts these claims");
+    ctx["identity"]["traits"] = mapped["traits"].clone();
+    ctx["identity"]["metadata_public"] = mapped["metadata_public"].clone();
+    if let Some(session) = ctx.get_mut("session") {
+        session["authentication_methods"][0]["provider"] = json!(provider);
+        session["identity"] = Value::Null;
+    }
+    ctx
+}
+
+/// The request body Kratos sends: the shipped template applied to `ctx` (`function(ctx)`).
+fn hook_body(flow: &str, ctx: &Value) -> Value {
+    let template = read(&manifest_dir().join(format!("deploy/kratos/hooks/{flow}.jsonnet")));
+    evaluate(
+        &format!("{flow}.jsonnet"),
+        &format!("({template})(std.extVar('claims'))"),
+        ctx,
+    )
+    .unwrap()
+}
+
+struct HookAnswer {
+    status: u16,
+    body: Option<Value>,
+}
+
+async fn call(
+    app: &TestApp,
+    flow: &str,
+    body: &Value,
+    trigger: &str,
+    secret: Option<&str>,
+) -> HookAnswer {
+    let mut request = app
+        .client
+        .post(format!("{}/v1/hooks/{flow}", app.address))
+        .header("Content-Type", "application/json")
+        .header("Ory-Webhook-Trigger-ID", trigger)
+        .body(body.to_string());
+    if let Some(secret) = secret {
+        request = request.header("Authorization", format!("Bearer {secret}"));
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let body = (!text.is_empty()).then(|| serde_json::from_str(&text).expect("a JSON answer"));
+    HookAnswer { status, body }
+}
+
+/// Kratos's rules for an interrupting answer: a 4xx other than 429 (5xx and 429 are retried and
+/// their bodies dropped) with `messages[].messages[]` of `{id: int, text, type}`.
+fn assert_kratos_messages(answer: &HookAnswer) -> String {
+    assert!(
+        (400..500).contains(&answer.status) && answer.status != 429,
+        "status {}",
+        answer.status
+    );
+    let body = answer.body.as_ref().expect("a messages body");
+    let groups = body["messages"].as_array().expect("messages array");
+    assert!(!groups.is_empty());
+    let message = &groups[0]["messages"][0];
+    assert_eq!(groups[0]["instance_ptr"], "#/");
+    assert!(message["id"].is_u64(), "{message}");
+    assert_eq!(message["type"], "error");
+    assert!(!message["text"].as_str().unwrap().is_empty());
+    message["context"]["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[actix_web::test]
+async fn an_allowed_registration_answers_the_identity_kratos_should_persist() {
+    let app = spawn_app().await;
+    let claims = fixture("okta-acme", "admin");
+    let body = hook_body("registration", &ctx("registration", "okta-acme", &claims));
+    let answer = call(&app, "registration", &body, "trigger-1", Some(HOOK_SECRET)).await;
+    assert_eq!(answer.status, 200);
+    let identity = &answer.body.as_ref().unwrap()["identity"];
+    // Kratos copies only these fields from a 200 answer; nothing else may be relied on.
+    let fields: Vec<&str> = identity
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    for field in &fields {
+        assert!(
+            [
+                "traits",
+                "metadata_public",
+                "metadata_admin",
+                "verifiable_addresses",
+                "schema_id",
+                "state",
+                "recovery_addresses",
+                "external_id"
+            ]
+            .contains(field),
+            "Kratos ignores `{field}`"
+        );
+    }
+    assert_eq!(identity["traits"]["role"], "admin");
+    assert_eq!(identity["traits"]["tenant_id"], "tenant-acme");
+    // The carried claims are gone from what the user can see; `{}`, not absent, so Kratos copies it.
+    assert_eq!(identity["metadata_public"], json!({}));
+    assert_eq!(
+        identity["metadata_admin"]["kratos_jit"]["provider"],
+        "okta-acme"
+    );
+    assert_eq!(
+        identity["verifiable_addresses"][0],
+        json!({"value": "ada@acme.example", "via": "email", "verified": true, "status": "completed"})
+    );
+    assert!(
+        app.kratos.requests().is_empty(),
+        "the registration hook called Kratos"
+    );
+}
+
+#[actix_web::test]
+async fn every_denial_case_is_a_4xx_with_messages_and_nothing_is_written() {
+    let app = spawn_app().await;
+    for (provider, case, reason) in [
+        (
+            "okta-acme",
+            "wrong-tenant",
+            "is not bound to tenant \"tenant-globex\"",
+        ),
+        ("okta-acme", "foreign-domain", "is not a verified domain"),
+        (
+            "entra-globex",
+            "other-directory",
+            "Entra directory 99999999-9999-4999-8999-999999999999 refused",
+        ),
+        (
+            "onelogin-initech",
+            "no-email",
+            "the IdP sent no e-mail address",
+        ),
+    ] {
+        let claims = fixture(provider, case);
+        let ctx = match kratos_side_mapping(provider, &claims) {
+            Ok(_) => ctx("registration", provider, &claims),
+            Err(error) => {
+                // The shipped Kratos mapper is the provider's own mapper: Kratos refuses this
+                // login itself, with the same message, before any hook runs.
+                assert!(
+                    error.to_string().contains(reason),
+                    "{provider}/{case}: {error}"
+                );
+                // Should Kratos run another mapper, the hook refuses it too.
+                let mut ctx = ctx("registration", "okta-acme", &fixture("okta-acme", "admin"));
+                ctx["identity"]["metadata_public"] =
+                    json!({CARRIED_CLAIMS_KEY: {"provider": provider, "claims": claims}});
+                ctx
+            }
+        };
+        let body = hook_body("registration", &ctx);
+        let answer = call(
+            &app,
+            "registration",
+            &body,
+            &format!("trigger-{case}"),
+            Some(HOOK_SECRET),
+        )
+        .await;
+        let text = assert_kratos_messages(&answer);
+        assert_eq!(answer.status, 403, "{provider}/{case}");
+        assert!(text.contains(reason), "{provider}/{case}: {text}");
+    }
+    assert!(app.kratos.writes().is_empty());
+}
+
+#[actix_web::test]
+async fn a_wrong_or_missing_hook_secret_is_a_401() {
+    let app = spawn_app().await;
+    let body = hook_body(
+        "registration",
+        &ctx("registration", "okta-acme", &fixture("okta-acme", "admin")),
+    );
+    for secret in [None, Some("not-the-hook-secret-0000")] {
+        let answer = call(&app, "registration", &body, "trigger-auth", secret).await;
+        assert_eq!(answer.status, 401);
+        assert_kratos_messages(&answer);
+    }
+    // The API secret is not a hook secret.
+    let answer = call(
+        &app,
+        "registration",
+        &body,
+        "trigger-auth-2",
+        Some(crate::helpers::API_SECRET),
+    )
+    .await;
+    assert_eq!(answer.status, 401);
+}
+
+/// A login with claims issued for this very sign-in (Kratos re-ran the mapper at login).
+fn fresh_login(provider: &str, claims: &Value) -> Value {
+    let mut ctx = ctx("login", provider, claims);
+    let iat = ctx["identity"]["metadata_public"][CARRIED_CLAIMS_KEY]["claims"]["raw_claims"]["iat"]
+        .as_i64()
+        .unwrap();
+    let at = humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(iat as u64 + 2),
+    );
+    ctx["session"]["authenticated_at"] = json!(at.to_string());
+    ctx
+}
+
+#[actix_web::test]
+async fn a_login_with_fresh_claims_updates_through_the_admin_api_once_per_trigger() {
+    let app = spawn_app().await;
+    // Registered earlier as an admin.
+    let admin = fixture("okta-acme", "admin");
+    let created = app.provision_claims("okta-acme", &admin).await;
+    let id = created.body["identity_id"].as_str().unwrap().to_owned();
+    // Kratos (update_identity_on_login: automatic) re-ran its mapper with the demoted claims
+    // and persisted the carried claims before calling the hook.
+    let demoted = fixture("okta-acme", "demoted");
+    let mut ctx = fresh_login("okta-acme", &demoted);
+    ctx["identity"]["id"] = json!(id);
+    let carried = ctx["identity"]["metadata_public"].clone();
+    let patch = json!([{"op": "add", "path": "/metadata_public", "value": carried}]);
+    app.client
+        .patch(format!("{}/admin/identities/{id}", app.kratos.base_url()))
+        .json(&patch)
+        .send()
+        .await
+        .unwrap();
+    app.kratos.clear_log();
+
+    let body = hook_body("login", &ctx);
+    let answer = call(&app, "login", &body, "login-trigger-1", Some(HOOK_SECRET)).await;
+    assert_eq!(answer.status, 204, "{:?}", answer.body);
+    let identity = app.identity_for("okta-acme", "ada@acme.example").unwrap();
+    assert_eq!(identity["traits"]["role"], "user");
+    assert!(
+        identity["metadata_public"]
+            .get(CARRIED_CLAIMS_KEY)
+            .is_none(),
+        "claims left visible: {identity}"
+    );
+    let writes = app.kratos.writes().len();
+    assert!(writes > 0);
+
+    // Kratos retries the same call: the first answer again, nothing applied twice.
+    let retry = call(&app, "login", &body, "login-trigger-1", Some(HOOK_SECRET)).await;
+    assert_eq!(retry.status, 204);
+    assert_eq!(
+        app.kratos.writes().len(),
+        writes,
+        "a retried hook applied again"
+    );
+}
+
+#[actix_web::test]
+async fn a_login_refused_by_the_policy_is_a_4xx_with_messages_and_writes_nothing() {
+    let app = spawn_app().await;
+    let mut ctx = fresh_login("okta-acme", &fixture("okta-acme", "foreign-domain"));
+    ctx["identity"]["id"] = json!("6f1d3c2b-8a7e-4b5c-9d0e-1a2b3c4d5e6f");
+    let answer = call(
+        &app,
+        "login",
+        &hook_body("login", &ctx),
+        "login-trigger-2",
+        Some(HOOK_SECRET),
+    )
+    .await;
+    let reason = assert_kratos_messages(&answer);
+    assert!(reason.contains("is not a verified domain"), "{reason}");
+    assert!(
+        app.kratos.requests().is_empty(),
+        "a refused login called Kratos"
+    );
+}
+
+#[actix_web::test]
+async fn stale_claims_at_login_are_not_reapplied() {
+    let app = spawn_app().await;
+    let admin = fixture("okta-acme", "admin");
+    let created = app.provision_claims("okta-acme", &admin).await;
+    app.kratos.clear_log();
+    // Kratos v26.2.0: the carried claims are the registration's (days older than this sign-in).
+    let mut ctx = ctx("login", "okta-acme", &fixture("okta-acme", "demoted"));
+    ctx["identity"]["id"] = created.body["identity_id"].clone();
+    let answer = call(
+        &app,
+        "login",
+        &hook_body("login", &ctx),
+        "login-trigger-3",
+        Some(HOOK_SECRET),
+    )
+    .await;
+    assert_eq!(answer.status, 204);
+    assert!(
+        app.kratos.writes().is_empty(),
+        "stale claims were applied: {:?}",
+        app.kratos.writes()
+    );
+    assert_eq!(
+        app.identity_for("okta-acme", "ada@acme.example").unwrap()["traits"]["role"],
+        "admin"
+    );
+}
