@@ -265,29 +265,7 @@ pub fn load_from(
 }
 
 fn suggest(key: &str) -> String {
-    let best = KEYS
-        .iter()
-        .min_by_key(|k| edit_distance(key, k))
-        .filter(|k| edit_distance(key, k) <= 3);
-    best.map(|k| format!(" (did you mean `{k}`?)"))
-        .unwrap_or_default()
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut previous = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let current = row[j + 1];
-            row[j + 1] = (previous + usize::from(ca != *cb))
-                .min(row[j] + 1)
-                .min(row[j + 1] + 1);
-            previous = current;
-        }
-    }
-    row[b.len()]
+    crate::provider::did_you_mean(key, KEYS)
 }
 
 fn parse_http_url(s: &str) -> Result<String, String> {

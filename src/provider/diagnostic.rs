@@ -104,7 +104,7 @@ impl<'t> LineIndex<'t> {
 }
 
 /// ` (did you mean `x`?)` when one of `known` is a likely intended spelling of `word`.
-pub(super) fn did_you_mean(word: &str, known: &[&str]) -> String {
+pub(crate) fn did_you_mean(word: &str, known: &[&str]) -> String {
     closest(word, known)
         .map(|k| format!(" (did you mean `{k}`?)"))
         .unwrap_or_default()

@@ -15,6 +15,7 @@
 //! Stray files are [`LoadWarning`]s; names starting with `.` are ignored.
 
 mod diagnostic;
+pub(crate) use diagnostic::did_you_mean;
 mod fixtures;
 mod settings;
 
@@ -38,6 +39,7 @@ const SETTINGS_FILE: &str = "provider.toml";
 const README_FILE: &str = "README.md";
 const TESTS_DIR: &str = "tests";
 const FOLDER_ENTRIES: &[&str] = &[MAPPER_FILE, SETTINGS_FILE, README_FILE, TESTS_DIR];
+const LOADER_STACK_BYTES: usize = 8 << 20;
 
 /// A Kratos OIDC provider id: 1 to 63 characters of `a-z`, `0-9`, `-` and `_`, starting with a
 /// letter or digit. It appears in Kratos's callback URLs and in identity credentials, so it is
@@ -136,10 +138,7 @@ impl Providers {
         if folders.is_empty() {
             warnings.push(LoadWarning::new(dir, "holds no provider folder"));
         }
-        let loaded: Vec<Loaded> = folders
-            .iter()
-            .map(|(name, path)| load_folder(name, path))
-            .collect();
+        let loaded = load_folders(&folders);
 
         let mut errors = Vec::new();
         check_unique_ids(&folders, &mut errors);
@@ -244,6 +243,45 @@ fn list_folders(
     }
     folders.sort();
     Ok(folders)
+}
+
+/// Loads the folders on all cores: loading is file reads and mapper compiles, both of which
+/// scale with threads, and a thousand providers must load within a second at start.
+fn load_folders(folders: &[(String, PathBuf)]) -> Vec<Loaded> {
+    let load = |part: &[(String, PathBuf)]| -> Vec<Loaded> {
+        part.iter()
+            .map(|(name, path)| load_folder(name, path))
+            .collect()
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads == 1 || folders.len() < 2 * threads {
+        return load(folders);
+    }
+    let chunk = folders.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = folders
+            .chunks(chunk)
+            .map(|part| {
+                // The Jsonnet parser recurses with the mapper's nesting: give it the main
+                // thread's stack rather than a spawned thread's 2 MiB default.
+                let worker = std::thread::Builder::new()
+                    .name("kratos-jit-load".into())
+                    .stack_size(LOADER_STACK_BYTES)
+                    .spawn_scoped(scope, move || load(part));
+                worker.map_err(|_| part)
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| match worker {
+                Ok(worker) => worker
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                // No thread to be had: load that part here instead.
+                Err(part) => load(part),
+            })
+            .collect()
+    })
 }
 
 /// Whether a directory entry is a folder, following a symbolic link.

@@ -474,14 +474,13 @@ impl Reader<'_, '_> {
     fn string(&mut self, table: &Table<'_, '_>, key: &str) -> Option<(String, Range<usize>)> {
         let value = table.get(key)?;
         match value.get_ref() {
-            DeValue::String(s) if s.trim().is_empty() => {
-                self.error(
-                    &value.span(),
-                    format!("{} must not be empty", table.key(key)),
-                );
-                None
-            }
-            DeValue::String(s) => Some((s.to_string(), value.span())),
+            DeValue::String(s) => match text_problem(s) {
+                None => Some((s.to_string(), value.span())),
+                Some(problem) => {
+                    self.error(&value.span(), format!("{} {problem}", table.key(key)));
+                    None
+                }
+            },
             _ => {
                 self.error(
                     &value.span(),
@@ -521,16 +520,14 @@ impl Reader<'_, '_> {
         let mut complete = true;
         for (i, item) in items.iter().enumerate() {
             match item.get_ref() {
-                DeValue::String(s) if !s.trim().is_empty() => {
-                    strings.push((s.to_string(), item.span()))
-                }
-                DeValue::String(_) => {
-                    self.error(
-                        &item.span(),
-                        format!("{} holds an empty string", table.key(key)),
-                    );
-                    complete = false;
-                }
+                DeValue::String(s) => match text_problem(s) {
+                    None => strings.push((s.to_string(), item.span())),
+                    Some(problem) => {
+                        let message = format!("{}[{i}] {problem}", table.key(key));
+                        self.error(&item.span(), message);
+                        complete = false;
+                    }
+                },
                 _ => {
                     self.error(
                         &item.span(),
@@ -570,6 +567,17 @@ impl Reader<'_, '_> {
             return None;
         }
         Some(strings)
+    }
+}
+
+/// Settings are identifiers, names and URLs compared exactly: blank or padded values are typos.
+fn text_problem(text: &str) -> Option<&'static str> {
+    if text.trim().is_empty() {
+        Some("must not be empty")
+    } else if text.trim() != text {
+        Some("must not start or end with white space")
+    } else {
+        None
     }
 }
 
