@@ -495,10 +495,8 @@ impl MapperEngine {
         threads: usize,
         isolation: Isolation,
     ) -> Result<Self, Vec<MapperError>> {
-        let errors: Vec<MapperError> = sources.iter().filter_map(|s| compile(s).err()).collect();
-        if !errors.is_empty() {
-            return Err(errors);
-        }
+        // One state for all of them: far cheaper than a fresh state per mapper.
+        Evaluator::new(&sources, limits)?;
         let (tx, rx) = crossbeam_channel::unbounded();
         let shared = Arc::new(Shared {
             sources: Arc::new(sources),

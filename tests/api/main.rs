@@ -5,6 +5,7 @@ mod issuer;
 
 mod concurrency;
 mod helpers;
+mod hooks;
 mod logs;
 mod provision;
 mod robustness;
