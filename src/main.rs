@@ -57,6 +57,10 @@ enum Command {
         /// The configuration file (TOML); `KRATOS_JIT__…` variables override it.
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Try kratos-jit on this machine alone: an in-memory Kratos admin API on 127.0.0.1:4434,
+        /// the sample providers and fixed development secrets. Never use it in production.
+        #[arg(long)]
+        dev: bool,
         /// Log format.
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormat,
@@ -90,8 +94,29 @@ fn init_logs(format: LogFormat) {
     }
 }
 
-fn run_serve(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let config = match kratos_jit::config::load(config_path) {
+/// `serve --dev`: the secrets the README's walkthrough uses.
+const DEV_API_SECRET: &str = "kratos-jit-dev-secret";
+const DEV_HOOK_SECRET: &str = "kratos-jit-dev-hook-secret";
+const DEV_KRATOS: &str = "127.0.0.1:4434";
+
+fn run_serve(config_path: Option<&Path>, dev: bool) -> anyhow::Result<ExitCode> {
+    // Development defaults come first so that the file and real variables still win.
+    let dev_defaults = dev.then(|| {
+        [
+            (
+                "KRATOS_JIT__API__TRUSTED_SECRETS",
+                DEV_API_SECRET.to_owned(),
+            ),
+            ("KRATOS_JIT__HOOKS__SECRETS", DEV_HOOK_SECRET.to_owned()),
+            (
+                "KRATOS_JIT__KRATOS__ADMIN_URL",
+                format!("http://{DEV_KRATOS}"),
+            ),
+        ]
+        .map(|(k, v)| (k.to_owned(), v))
+    });
+    let env = dev_defaults.into_iter().flatten().chain(std::env::vars());
+    let config = match kratos_jit::config::load_from(config_path, env) {
         Ok(config) => config,
         Err(errors) => {
             for error in &errors {
@@ -121,13 +146,43 @@ fn run_serve(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
         }
     };
     let worker = WorkerProgram::current_exe().context("locating the kratos-jit executable")?;
+    let dev_kratos = if dev {
+        let listener = std::net::TcpListener::bind(DEV_KRATOS).with_context(|| {
+            format!("serve --dev: cannot start the in-memory Kratos on {DEV_KRATOS}")
+        })?;
+        Some(listener)
+    } else {
+        None
+    };
     actix_web::rt::System::new().block_on(async move {
+        let stand_in = dev_kratos.map(|listener| {
+            let state = kratos_jit::standin::StandInState::new();
+            actix_web::rt::spawn(kratos_jit::standin::run_until_stopped(listener, state.clone()));
+            state
+        });
         let app = kratos_jit::server::Application::build(&config, providers, worker)?;
         tracing::info!(message = "Serving the provisioning API.", address = %config.listen.ip(), port = app.port());
+        if stand_in.is_some() {
+            eprintln!("{}", dev_banner(app.port()));
+        }
         app.run_until_stopped().await?;
+        if let Some(state) = stand_in {
+            state.shutdown();
+        }
         tracing::info!(message = "Stopped.");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+fn dev_banner(port: u16) -> String {
+    format!(
+        "\n  kratos-jit is serving on http://127.0.0.1:{port} against an in-memory Kratos admin API on http://{DEV_KRATOS}\n\
+         \n  Try (from the repository root; the README walks through each step):\n\
+         \n    curl -sS http://127.0.0.1:{port}/v1/provision -H 'Authorization: Bearer {DEV_API_SECRET}' \\\n\
+         \x20     -H 'Content-Type: application/json' -d @dev/requests/first-login.json\n\
+         \n    curl -sS 'http://{DEV_KRATOS}/admin/identities?credentials_identifier=okta-acme:ada@acme.example'\n\
+         \n  Development secrets: API (trusted) {DEV_API_SECRET}, web hooks {DEV_HOOK_SECRET}. Never use --dev in production.\n"
+    )
 }
 
 fn run_standin(listen: std::net::SocketAddr) -> anyhow::Result<ExitCode> {
@@ -152,9 +207,13 @@ fn main() -> ExitCode {
         return process::worker_main();
     }
     let result = match cli.command {
-        Command::Serve { config, log_format } => {
+        Command::Serve {
+            config,
+            log_format,
+            dev,
+        } => {
             init_logs(log_format);
-            run_serve(config.as_deref())
+            run_serve(config.as_deref(), dev)
         }
         Command::Check { dir } => run_check(&dir),
         Command::KratosMapper { provider, dir } => run_kratos_mapper(&dir, &provider),
