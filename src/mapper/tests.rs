@@ -262,3 +262,27 @@ async fn the_engine_serves_async_callers() {
         .unwrap_err();
     assert_eq!(err, MapperError::UnknownProvider("nope".into()));
 }
+
+#[test]
+fn a_long_lived_evaluator_does_not_keep_the_garbage_of_past_evaluations() {
+    // The okta-acme sample's closures and objects leave reference cycles behind each evaluation.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mappers/okta-acme");
+    let ev = evaluator(&std::fs::read_to_string(dir.join("mapper.jsonnet")).unwrap());
+    let claims: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("tests/admin.claims.json")).unwrap(),
+    )
+    .unwrap();
+    for _ in 0..COLLECT_EVERY * 2 {
+        ev.evaluate("p", &claims, &empty_identity()).unwrap();
+    }
+    let settled = jrsonnet_gcmodule::count_thread_tracked();
+    for _ in 0..COLLECT_EVERY * 20 {
+        ev.evaluate("p", &claims, &empty_identity()).unwrap();
+    }
+    let after = jrsonnet_gcmodule::count_thread_tracked();
+    // Bounded by what one collection period can accumulate, not by the number of evaluations.
+    assert!(
+        after <= settled + 2_000,
+        "tracked objects grew from {settled} to {after}"
+    );
+}
