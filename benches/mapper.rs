@@ -41,7 +41,10 @@ fn claims_with_201_groups() -> Vec<u8> {
 fn map_once(ev: &Evaluator, identity: &Value, claims: &[u8]) -> Vec<u8> {
     let claims: Value = serde_json::from_slice(claims).unwrap();
     let out = ev.evaluate("okta-acme", &claims, identity).unwrap();
-    serde_json::to_vec(&out).unwrap()
+    let bytes = serde_json::to_vec(&out).unwrap();
+    // The worker does this after answering; it belongs to the cost of an evaluation.
+    ev.collect_garbage_now_and_then();
+    bytes
 }
 
 fn evaluation(c: &mut Criterion) {

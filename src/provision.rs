@@ -289,7 +289,11 @@ impl<K: KratosAdmin> Provisioner<K> {
         {
             Ok(output) => output,
             Err(MapperError::UnknownProvider(p)) => return Err(ProvisionError::UnknownProvider(p)),
-            Err(e @ MapperError::EngineStopped) => return Err(ProvisionError::Engine(e)),
+            // The evaluator itself failed, not the mapper's judgement: a 503 the caller may
+            // retry, never a denial it would take for a refusal.
+            Err(e @ (MapperError::EngineStopped | MapperError::WorkerCrashed(_))) => {
+                return Err(ProvisionError::Engine(e));
+            }
             Err(MapperError::Denied { message, .. }) => return Ok(Err(Denial::Mapper(message))),
             Err(e) => {
                 tracing::error!(message = "A mapper failed; the login is refused.", provider = provider.id.as_str(), error = %e);

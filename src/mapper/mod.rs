@@ -396,7 +396,6 @@ impl Evaluator {
         // Drop the request's data from the shared settings before anything else runs.
         self.std_ctx.add_ext_var("claims".into(), Val::Null);
         self.std_ctx.add_ext_var("identity".into(), Val::Null);
-        self.collect_garbage_now_and_then();
 
         match (result, tripped) {
             (_, Some(guard::Trip::Time)) => Err(MapperError::Timeout(limits.timeout)),
@@ -433,7 +432,10 @@ impl Evaluator {
     /// evaluation's cycles — about 50 KiB each for the sample mappers — until its worker hits
     /// the address-space limit. Collecting every few evaluations keeps memory flat at a small
     /// amortised cost.
-    fn collect_garbage_now_and_then(&self) {
+    ///
+    /// Call it after the answer is on its way: a collection scans every tracked object (a
+    /// millisecond or two), and inside an evaluation it would land on that request's latency.
+    pub fn collect_garbage_now_and_then(&self) {
         let n = self.since_collection.get() + 1;
         if n >= COLLECT_EVERY {
             jrsonnet_gcmodule::collect_thread_cycles();
@@ -706,6 +708,9 @@ fn thread_worker(shared: &Shared) {
             }
         };
         (job.reply)(result);
+        if let Ok(ev) = &evaluator {
+            ev.collect_garbage_now_and_then();
+        }
         // Shrink back after a stuck worker was replaced and has come back.
         let alive = shared.alive.load(Ordering::SeqCst);
         if alive > shared.wanted

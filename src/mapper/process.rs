@@ -344,5 +344,7 @@ pub fn worker_main() -> ExitCode {
         if !reply(&mut out, &response) {
             return ExitCode::from(1);
         }
+        // After the answer is sent, so the collection's pause is off the request's latency.
+        evaluator.collect_garbage_now_and_then();
     }
 }

@@ -274,10 +274,12 @@ fn a_long_lived_evaluator_does_not_keep_the_garbage_of_past_evaluations() {
     .unwrap();
     for _ in 0..COLLECT_EVERY * 2 {
         ev.evaluate("p", &claims, &empty_identity()).unwrap();
+        ev.collect_garbage_now_and_then();
     }
     let settled = jrsonnet_gcmodule::count_thread_tracked();
     for _ in 0..COLLECT_EVERY * 20 {
         ev.evaluate("p", &claims, &empty_identity()).unwrap();
+        ev.collect_garbage_now_and_then();
     }
     let after = jrsonnet_gcmodule::count_thread_tracked();
     // Bounded by what one collection period can accumulate, not by the number of evaluations.
