@@ -422,16 +422,18 @@ impl Evaluator {
     }
 }
 
-/// Evaluations between two collections of jrsonnet's reference cycles.
-const COLLECT_EVERY: u32 = 128;
+/// Evaluations between two collections of jrsonnet's reference cycles. A collection costs in
+/// proportion to the garbage it finds: every evaluation (tens of microseconds, after the answer)
+/// keeps latency flat, where every 128th made that request pay 1–3 ms (bench/README.md).
+const COLLECT_EVERY: u32 = 1;
 
 impl Evaluator {
     /// jrsonnet frees values by reference counting; objects that refer to themselves (every
     /// object with `self`, every closure over its own scope) form cycles that only its cycle
     /// collector frees, and nothing calls it on its own. A long-lived evaluator would keep every
     /// evaluation's cycles — about 50 KiB each for the sample mappers — until its worker hits
-    /// the address-space limit. Collecting every few evaluations keeps memory flat at a small
-    /// amortised cost.
+    /// the address-space limit. Collecting after each evaluation keeps memory flat at a small
+    /// cost.
     ///
     /// Call it after the answer is on its way: a collection scans every tracked object (a
     /// millisecond or two), and inside an evaluation it would land on that request's latency.

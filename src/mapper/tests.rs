@@ -272,12 +272,12 @@ fn a_long_lived_evaluator_does_not_keep_the_garbage_of_past_evaluations() {
         &std::fs::read_to_string(dir.join("tests/admin.claims.json")).unwrap(),
     )
     .unwrap();
-    for _ in 0..COLLECT_EVERY * 2 {
+    for _ in 0..COLLECT_EVERY * 200 {
         ev.evaluate("p", &claims, &empty_identity()).unwrap();
         ev.collect_garbage_now_and_then();
     }
     let settled = jrsonnet_gcmodule::count_thread_tracked();
-    for _ in 0..COLLECT_EVERY * 20 {
+    for _ in 0..COLLECT_EVERY * 2000 {
         ev.evaluate("p", &claims, &empty_identity()).unwrap();
         ev.collect_garbage_now_and_then();
     }
