@@ -146,17 +146,7 @@ fn foreign_existing_tenant(provider: &Provider, existing: &Identity) -> Option<D
     if provider.settings.tenant(tenant).is_some() {
         return None;
     }
-    Some(Denial::ForeignTenant {
-        provider: provider.id.to_string(),
-        tenant: tenant.to_owned(),
-        bound: provider
-            .settings
-            .tenants
-            .iter()
-            .map(|t| t.id.as_str())
-            .collect::<Vec<_>>()
-            .join(", "),
-    })
+    Some(Denial::foreign_tenant(provider, tenant))
 }
 
 fn new_identity(

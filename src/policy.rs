@@ -55,6 +55,23 @@ pub enum Denial {
     Linking(String),
 }
 
+impl Denial {
+    /// `provider` is not bound to `tenant`; the reason lists the tenants it is bound to.
+    pub fn foreign_tenant(provider: &Provider, tenant: &str) -> Denial {
+        let bound: Vec<&str> = provider
+            .settings
+            .tenants
+            .iter()
+            .map(|t| t.id.as_str())
+            .collect();
+        Denial::ForeignTenant {
+            provider: provider.id.to_string(),
+            tenant: tenant.to_owned(),
+            bound: bound.join(", "),
+        }
+    }
+}
+
 /// The domain part of an e-mail address, lower-cased; `None` when there is no `@`.
 pub fn email_domain(email: &str) -> Option<String> {
     let (local, domain) = email.rsplit_once('@')?;
@@ -70,25 +87,18 @@ pub fn admit<'p>(
     mapped: &MappedIdentity,
     schemas: &IdentitySchemas,
 ) -> Result<&'p TenantBinding, Denial> {
-    let id = provider.id.to_string();
     let tenant = match mapped.traits.get(TENANT_TRAIT) {
         Some(Value::String(t)) if !t.is_empty() => t,
-        _ => return Err(Denial::NoTenant { provider: id }),
+        _ => {
+            return Err(Denial::NoTenant {
+                provider: provider.id.to_string(),
+            });
+        }
     };
     let binding = provider
         .settings
         .tenant(tenant)
-        .ok_or_else(|| Denial::ForeignTenant {
-            provider: id.clone(),
-            tenant: tenant.clone(),
-            bound: provider
-                .settings
-                .tenants
-                .iter()
-                .map(|t| t.id.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-        })?;
+        .ok_or_else(|| Denial::foreign_tenant(provider, tenant))?;
     let email = match mapped.traits.get(EMAIL_TRAIT) {
         Some(Value::String(e)) => e,
         _ => return Err(Denial::NoEmail),

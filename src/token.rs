@@ -146,8 +146,9 @@ impl IssuerSettings {
     }
 }
 
-/// Only https, except plain http to a loopback address (test issuers).
-fn check_transport(url: &Url) -> Result<(), &'static str> {
+/// Only https, except plain http to a loopback address (test issuers). Provider settings are
+/// checked with the same rule at load.
+pub(crate) fn check_transport(url: &Url) -> Result<(), &'static str> {
     let loopback = url.host_str().is_some_and(|host| {
         host.eq_ignore_ascii_case("localhost")
             || host

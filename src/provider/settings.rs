@@ -3,7 +3,6 @@
 //! of them in one pass.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -324,7 +323,7 @@ impl Reader<'_, '_> {
             match Url::parse(issuer) {
                 Err(e) => self.error(&value.span(), format!("`token.issuer` is not a URL ({e})")),
                 Ok(url) => {
-                    if let Err(problem) = check_transport(&url) {
+                    if let Err(problem) = crate::token::check_transport(&url) {
                         self.error(&value.span(), format!("`token.issuer` {problem}"));
                     }
                     if url.query().is_some() || url.fragment().is_some() {
@@ -345,7 +344,7 @@ impl Reader<'_, '_> {
             match Url::parse(&url) {
                 Err(e) => self.error(&span, format!("`token.jwks_url` is not a URL ({e})")),
                 Ok(parsed) => {
-                    if let Err(problem) = check_transport(&parsed) {
+                    if let Err(problem) = crate::token::check_transport(&parsed) {
                         self.error(&span, format!("`token.jwks_url` {problem}"));
                     }
                 }
@@ -626,23 +625,6 @@ fn normalize_domain(raw: &str) -> Result<String, &'static str> {
         );
     }
     Ok(domain)
-}
-
-/// Plain http only for a loopback address, as the token verifier requires.
-fn check_transport(url: &Url) -> Result<(), &'static str> {
-    let loopback = url.host_str().is_some_and(|host| {
-        host.eq_ignore_ascii_case("localhost")
-            || host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse::<IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback())
-    });
-    match url.scheme() {
-        "https" => Ok(()),
-        "http" if loopback => Ok(()),
-        _ => Err("must use https (plain http is accepted only for a loopback address)"),
-    }
 }
 
 fn check_algorithm(algorithm: &str) -> Result<(), String> {
