@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use crate::mapper::{MappedIdentity, MapperEngine, MapperError, empty_identity};
+use crate::mapper::{MappedIdentity, MapperEngine, MapperError, identity_ext_var};
 use crate::policy::{self, Denial};
 use crate::provider::{Expectation, Fixture, Provider, Providers};
 use crate::schema::IdentitySchemas;
@@ -20,22 +20,6 @@ pub struct Evaluation {
     pub output: Option<Value>,
     /// Why the login would be refused, if it would.
     pub denial: Option<Denial>,
-}
-
-/// Fills in what Kratos coalesces: a missing `traits`/`metadata_*` of the current identity is `{}`.
-pub fn identity_ext_var(current: Option<&Value>) -> Value {
-    let Some(current) = current else {
-        return empty_identity();
-    };
-    let field = |k: &str| match current.get(k) {
-        Some(Value::Object(o)) => Value::Object(o.clone()),
-        _ => Value::Object(Default::default()),
-    };
-    serde_json::json!({
-        "traits": field("traits"),
-        "metadata_public": field("metadata_public"),
-        "metadata_admin": field("metadata_admin"),
-    })
 }
 
 /// Runs a provider's mapper and the policy over one set of claims.

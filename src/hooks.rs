@@ -42,6 +42,8 @@ const MESSAGE_NOT_PROVISIONED: u64 = 4_170_002;
 const MESSAGE_ACCOUNT_EXISTS: u64 = 4_170_003;
 const MESSAGE_UNAVAILABLE: u64 = 4_170_004;
 
+const TEXT_REFUSED: &str = "Your organisation's sign-in cannot be used for this application. Please contact your administrator.";
+
 /// A hook answer: status and JSON body (or no body for 204).
 #[derive(Debug, Clone, PartialEq)]
 pub struct HookAnswer {
@@ -80,10 +82,7 @@ impl HookAnswer {
                 MESSAGE_ACCOUNT_EXISTS,
                 "An account with this e-mail address already exists. Sign in the way you did before.",
             ),
-            _ => (
-                MESSAGE_REFUSED,
-                "Your organisation's sign-in cannot be used for this application. Please contact your administrator.",
-            ),
+            _ => (MESSAGE_REFUSED, TEXT_REFUSED),
         };
         Self::refuse(403, id, text, Some(&denial.to_string()))
     }
@@ -322,18 +321,7 @@ pub async fn login<K: KratosAdmin>(
         Some((_, claims)) if fresh(&claims, body.session.as_ref(), max_age) => {
             // Policy first: a refusal needs no Kratos call and must not wait for one.
             let current = json!({"traits": body.identity.traits, "metadata_public": public_without_claims(&body.identity)});
-            let existing = crate::kratos::Identity {
-                id: identity_id.clone(),
-                schema_id: provider.settings.schema_id.clone(),
-                state: "active".into(),
-                traits: current["traits"].clone(),
-                metadata_public: Some(current["metadata_public"].clone()),
-                metadata_admin: None,
-                external_id: None,
-                verifiable_addresses: vec![],
-                credential_identifiers: Default::default(),
-            };
-            match provisioner.map(provider, &claims, Some(&existing)).await {
+            match provisioner.map(provider, &claims, Some(&current)).await {
                 Ok(Err(denial)) => {
                     tracing::info!(message = "Refused a login.", provider = %provider_id, identity_id = %identity_id, reason = %denial);
                     return HookAnswer::denied(&denial);
@@ -365,12 +353,7 @@ pub async fn login<K: KratosAdmin>(
                 }
                 Ok(Ok(Err(outcome))) => {
                     let reason = outcome.reason.unwrap_or_default();
-                    HookAnswer::refuse(
-                        403,
-                        MESSAGE_REFUSED,
-                        "Your organisation's sign-in cannot be used for this application. Please contact your administrator.",
-                        Some(&reason),
-                    )
+                    HookAnswer::refuse(403, MESSAGE_REFUSED, TEXT_REFUSED, Some(&reason))
                 }
                 // Documented outcome: the policy already passed, so the sign-in proceeds; the
                 // update is applied at the next login (or by the provisioning API).

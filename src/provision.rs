@@ -22,10 +22,9 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::check::identity_ext_var;
 use crate::decision::{self, Decision, Provenance};
 use crate::kratos::{Identity, KratosAdmin, KratosError, OidcCredential};
-use crate::mapper::{MappedIdentity, MapperEngine, MapperError};
+use crate::mapper::{MappedIdentity, MapperEngine, MapperError, identity_ext_var};
 use crate::policy::{self, Denial, EMAIL_TRAIT};
 use crate::provider::{Provider, Providers};
 use crate::schema::IdentitySchemas;
@@ -173,7 +172,14 @@ impl<K: KratosAdmin> Provisioner<K> {
             .await?;
         let mut linked = false;
         for _ in 0..MAX_ROUNDS {
-            let mapped = match self.map(provider, claims, existing.as_ref()).await? {
+            let current = existing.as_ref().map(|i| {
+                serde_json::json!({
+                    "traits": i.traits,
+                    "metadata_public": i.metadata_public,
+                    "metadata_admin": i.metadata_admin,
+                })
+            });
+            let mapped = match self.map(provider, claims, current.as_ref()).await? {
                 Ok(mapped) => mapped,
                 Err(denial) => return Ok(Outcome::denied(&denial)),
             };
@@ -265,25 +271,20 @@ impl<K: KratosAdmin> Provisioner<K> {
     }
 
     /// Mapper, output contract and policy. `Ok(Err(_))` is a denial; `Err(_)` a failure to run.
+    /// `current` is the identity as the mapper sees it (`{traits, metadata_public,
+    /// metadata_admin}`; missing parts are `{}`), `None` for a new one.
     pub async fn map(
         &self,
         provider: &Provider,
         claims: &Value,
-        existing: Option<&Identity>,
+        current: Option<&Value>,
     ) -> Result<Result<MappedIdentity, Denial>, ProvisionError> {
-        let current = existing.map(|i| {
-            serde_json::json!({
-                "traits": i.traits,
-                "metadata_public": i.metadata_public,
-                "metadata_admin": i.metadata_admin,
-            })
-        });
         let output = match self
             .engine
             .evaluate(
                 provider.id.as_str(),
                 claims.clone(),
-                identity_ext_var(current.as_ref()),
+                identity_ext_var(current),
             )
             .await
         {

@@ -242,6 +242,22 @@ pub fn empty_identity() -> Value {
     serde_json::json!({"traits": {}, "metadata_public": {}, "metadata_admin": {}})
 }
 
+/// Fills in what Kratos coalesces: a missing `traits`/`metadata_*` of the current identity is `{}`.
+pub fn identity_ext_var(current: Option<&Value>) -> Value {
+    let Some(current) = current else {
+        return empty_identity();
+    };
+    let field = |k: &str| match current.get(k) {
+        Some(Value::Object(o)) => Value::Object(o.clone()),
+        _ => Value::Object(Default::default()),
+    };
+    serde_json::json!({
+        "traits": field("traits"),
+        "metadata_public": field("metadata_public"),
+        "metadata_admin": field("metadata_admin"),
+    })
+}
+
 fn new_state() -> (State, jrsonnet_stdlib::ContextInitializer) {
     let std_ctx = jrsonnet_stdlib::ContextInitializer::new(PathResolver::Absolute);
     let mut builder = State::builder();
