@@ -51,23 +51,24 @@ local groupsLinkClaim = 'http://schemas.microsoft.com/claims/groups.link';
 local asArray(x) = if x == null then [] else if std.isArray(x) then x else [x];
 // A missing (or oddly typed) claim object reads as empty, so lookups below never crash.
 local asObject(x) = if std.isObject(x) then x else {};
-// The first candidate that is a non-empty string, or null.
-local firstString(candidates) =
-  local found = std.filter(function(v) std.isString(v) && v != '', candidates);
-  if std.length(found) > 0 then found[0] else null;
+// The first of up to three candidates that is a non-empty string, or null. Candidates are only
+// evaluated until one fits (plain conditionals: cheaper than filtering a list of them).
+local isText(v) = std.isString(v) && v != '';
+local firstString(a, b=null, c=null) =
+  if isText(a) then a else if isText(b) then b else if isText(c) then c else null;
 
 local rawClaims = asObject(std.get(claims, 'raw_claims'));
 local saml = asObject(std.get(rawClaims, 'raw'));
 
-local directory = firstString([std.get(saml, tenantIdClaim)]);
+local directory = firstString(std.get(saml, tenantIdClaim));
 
 // E-mail: required, from Entra's mail attribute. The UPN (the "name" claim) is deliberately not
 // used as a fallback: it is often shaped like an address but need not be a mailbox. Kept exactly
 // as sent; the tenant's domain check is case-insensitive in the sidecar's policy.
-local email = firstString([std.get(claims, 'email'), std.get(rawClaims, 'email'), std.get(saml, emailClaim)]);
+local email = firstString(std.get(claims, 'email'), std.get(rawClaims, 'email'), std.get(saml, emailClaim));
 
-local firstName = firstString([std.get(rawClaims, 'firstName'), std.get(saml, givenNameClaim)]);
-local lastName = firstString([std.get(rawClaims, 'lastName'), std.get(saml, surnameClaim)]);
+local firstName = firstString(std.get(rawClaims, 'firstName'), std.get(saml, givenNameClaim));
+local lastName = firstString(std.get(rawClaims, 'lastName'), std.get(saml, surnameClaim));
 
 local groups = asArray(std.get(saml, groupsClaim));
 local appRoles = asArray(std.get(saml, roleClaim)) + asArray(std.get(rawClaims, 'roles'));

@@ -27,23 +27,24 @@ local provider = 'okta-acme';
 local asArray(x) = if x == null then [] else if std.isArray(x) then x else [x];
 // A missing (or oddly typed) claim object reads as empty, so lookups below never crash.
 local asObject(x) = if std.isObject(x) then x else {};
-// The first candidate that is a non-empty string, or null.
-local firstString(candidates) =
-  local found = std.filter(function(v) std.isString(v) && v != '', candidates);
-  if std.length(found) > 0 then found[0] else null;
+// The first of up to three candidates that is a non-empty string, or null. Candidates are only
+// evaluated until one fits (plain conditionals: cheaper than filtering a list of them).
+local isText(v) = std.isString(v) && v != '';
+local firstString(a, b=null, c=null) =
+  if isText(a) then a else if isText(b) then b else if isText(c) then c else null;
 
 local rawClaims = asObject(std.get(claims, 'raw_claims'));
 local saml = asObject(std.get(rawClaims, 'raw'));
 
 // E-mail: required. Kept exactly as sent (no lower-casing: the address is the user's, and
 // the tenant's domain check is done case-insensitively by the sidecar's policy).
-local email = firstString([std.get(claims, 'email'), std.get(rawClaims, 'email'), std.get(saml, 'email')]);
+local email = firstString(std.get(claims, 'email'), std.get(rawClaims, 'email'), std.get(saml, 'email'));
 
 // Tenant: Acme's Okta app sends it as a custom SAML attribute. It is passed through as sent,
 // even when it names another tenant: the sidecar's policy refuses a tenant this provider is not
 // bound to, and that refusal must stay visible (do not "fix" the value here).
 local tenantClaim = 'https://your-app.com/tenant_id';
-local tenant = firstString([std.get(saml, tenantClaim), std.get(rawClaims, tenantClaim)]);
+local tenant = firstString(std.get(saml, tenantClaim), std.get(rawClaims, tenantClaim));
 
 // Groups from Polis' profile, falling back to the raw SAML attribute.
 local groups = asArray(
@@ -57,8 +58,8 @@ local role =
   else if std.member(groups, 'Acme-Users') then 'user'
   else 'guest';
 
-local firstName = firstString([std.get(rawClaims, 'firstName'), std.get(saml, 'firstName')]);
-local lastName = firstString([std.get(rawClaims, 'lastName'), std.get(saml, 'lastName')]);
+local firstName = firstString(std.get(rawClaims, 'firstName'), std.get(saml, 'firstName'));
+local lastName = firstString(std.get(rawClaims, 'lastName'), std.get(saml, 'lastName'));
 
 if email == null then
   error provider + ': the IdP sent no e-mail address (SAML attribute "email"); ask Acme to map user.email to the "email" attribute of the Okta SAML app'

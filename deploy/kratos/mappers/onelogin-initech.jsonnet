@@ -31,10 +31,11 @@ local tenant = 'tenant-initech';
 local asArray(x) = if x == null then [] else if std.isArray(x) then x else [x];
 // A missing (or oddly typed) claim object reads as empty, so lookups below never crash.
 local asObject(x) = if std.isObject(x) then x else {};
-// The first candidate that is a non-empty string, or null.
-local firstString(candidates) =
-  local found = std.filter(function(v) std.isString(v) && v != '', candidates);
-  if std.length(found) > 0 then found[0] else null;
+// The first of up to three candidates that is a non-empty string, or null. Candidates are only
+// evaluated until one fits (plain conditionals: cheaper than filtering a list of them).
+local isText(v) = std.isString(v) && v != '';
+local firstString(a, b=null, c=null) =
+  if isText(a) then a else if isText(b) then b else if isText(c) then c else null;
 
 local rawClaims = asObject(std.get(claims, 'raw_claims'));
 local saml = asObject(std.get(rawClaims, 'raw'));
@@ -42,10 +43,10 @@ local saml = asObject(std.get(rawClaims, 'raw'));
 // E-mail: required. "User.email" first; Polis' own email field is a fallback in case Initech
 // ever renames the attribute to "email". Kept exactly as sent; the tenant's domain check is
 // case-insensitive in the sidecar's policy.
-local email = firstString([std.get(saml, 'User.email'), std.get(claims, 'email'), std.get(rawClaims, 'email')]);
+local email = firstString(std.get(saml, 'User.email'), std.get(claims, 'email'), std.get(rawClaims, 'email'));
 
-local firstName = firstString([std.get(saml, 'User.FirstName'), std.get(rawClaims, 'firstName')]);
-local lastName = firstString([std.get(saml, 'User.LastName'), std.get(rawClaims, 'lastName')]);
+local firstName = firstString(std.get(saml, 'User.FirstName'), std.get(rawClaims, 'firstName'));
+local lastName = firstString(std.get(saml, 'User.LastName'), std.get(rawClaims, 'lastName'));
 
 // Role: the highest role any Initech OneLogin role grants; nothing matching means guest.
 local memberOf = asArray(std.get(saml, 'memberOf'));
