@@ -27,6 +27,7 @@ use std::time::{Duration, Instant, SystemTime};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use crate::carrier::CARRIED_CLAIMS_KEY;
@@ -159,7 +160,68 @@ pub struct HookIdentity {
     #[serde(default)]
     pub traits: Value,
     #[serde(default)]
-    pub metadata_public: Option<Value>,
+    pub metadata_public: Option<PublicMetadata>,
+}
+
+/// `metadata_public` as a hook reads it: the carried claims kept as the JSON text they arrived
+/// as (they go to the mapper worker unparsed), every other key as a value. Anything but an
+/// object reads as empty.
+#[derive(Debug, Default)]
+pub struct PublicMetadata {
+    carried: Option<Box<RawValue>>,
+    rest: Map<String, Value>,
+}
+
+impl<'de> Deserialize<'de> for PublicMetadata {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = PublicMetadata;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<PublicMetadata, A::Error> {
+                let mut public = PublicMetadata::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == CARRIED_CLAIMS_KEY {
+                        public.carried = Some(map.next_value()?);
+                    } else {
+                        public.rest.insert(key, map.next_value()?);
+                    }
+                }
+                Ok(public)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<PublicMetadata, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(PublicMetadata::default())
+            }
+            fn visit_unit<E>(self) -> Result<PublicMetadata, E> {
+                Ok(PublicMetadata::default())
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<PublicMetadata, E> {
+                Ok(PublicMetadata::default())
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<PublicMetadata, E> {
+                Ok(PublicMetadata::default())
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<PublicMetadata, E> {
+                Ok(PublicMetadata::default())
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<PublicMetadata, E> {
+                Ok(PublicMetadata::default())
+            }
+            fn visit_str<E>(self, _: &str) -> Result<PublicMetadata, E> {
+                Ok(PublicMetadata::default())
+            }
+        }
+        deserializer.deserialize_any(Visit)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -170,24 +232,46 @@ pub struct HookSession {
     pub authentication_methods: Vec<Value>,
 }
 
-/// The carried claims and the provider they came from.
-fn carried(identity: &HookIdentity) -> Option<(String, Value)> {
-    let carried = identity.metadata_public.as_ref()?.get(CARRIED_CLAIMS_KEY)?;
-    let provider = carried.get("provider")?.as_str()?.to_owned();
-    let claims = carried.get("claims").filter(|c| c.is_object())?.clone();
-    Some((provider, claims))
+/// The provider named by carried claims, and the claims as JSON text.
+type Carried = (String, Box<RawValue>);
+
+/// Takes the carried claims out of `metadata_public`: the provider and claims they name (when
+/// well-formed; the claims as JSON text), and what remains of `metadata_public` (always an
+/// object: `{}` when nothing is left).
+fn take_carried(identity: &mut HookIdentity) -> (Option<Carried>, Map<String, Value>) {
+    #[derive(Deserialize)]
+    struct Parts {
+        #[serde(default)]
+        provider: Value,
+        #[serde(default)]
+        claims: Option<Box<RawValue>>,
+    }
+    let public = identity.metadata_public.take().unwrap_or_default();
+    let carried = public
+        .carried
+        .and_then(|raw| serde_json::from_str::<Parts>(raw.get()).ok())
+        .and_then(|carried| match (carried.provider, carried.claims) {
+            (Value::String(provider), Some(claims)) if claims.get().starts_with('{') => {
+                Some((provider, claims))
+            }
+            _ => None,
+        });
+    (carried, public.rest)
 }
 
-/// `metadata_public` without the carried claims (always an object: `{}` when nothing is left).
-fn public_without_claims(identity: &HookIdentity) -> Map<String, Value> {
-    let mut public = identity
-        .metadata_public
-        .as_ref()
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    public.remove(CARRIED_CLAIMS_KEY);
-    public
+/// The `sub` claim of claims in JSON text, `""` when there is none.
+fn subject_of(claims: &RawValue) -> String {
+    #[derive(Deserialize)]
+    struct Subject {
+        #[serde(default)]
+        sub: Value,
+    }
+    match serde_json::from_str::<Subject>(claims.get()) {
+        Ok(Subject {
+            sub: Value::String(sub),
+        }) => sub,
+        _ => String::new(),
+    }
 }
 
 fn now_rfc3339() -> String {
@@ -197,9 +281,10 @@ fn now_rfc3339() -> String {
 /// Registration (pre-persist): decide, and tell Kratos what to persist. No Kratos call.
 pub async fn registration<K: KratosAdmin>(
     provisioner: &Provisioner<K>,
-    body: &HookBody,
+    mut body: HookBody,
 ) -> HookAnswer {
-    let Some((provider_id, claims)) = carried(&body.identity) else {
+    let (carried, mut public) = take_carried(&mut body.identity);
+    let Some((provider_id, claims)) = carried else {
         tracing::error!(
             message = "A registration hook carried no claims; is the provider's mapper_url the kratos-jit carrier mapper?"
         );
@@ -211,13 +296,9 @@ pub async fn registration<K: KratosAdmin>(
         tracing::error!(message = "A registration hook named a provider kratos-jit does not have.", provider = %provider_id);
         return HookAnswer::unavailable("kratos-jit does not know this provider (configuration)");
     };
-    let subject = claims
-        .get("sub")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
+    let subject = subject_of(&claims);
     let tag = subject_tag(&provider_id, &subject);
-    let mapped = match provisioner.map(provider, &claims, None).await {
+    let mapped = match provisioner.map(provider, (&*claims).into(), None).await {
         Ok(Ok(mapped)) => mapped,
         Ok(Err(denial)) => {
             tracing::info!(message = "Refused a registration.", provider = %provider_id, subject = %tag, reason = %denial);
@@ -246,7 +327,6 @@ pub async fn registration<K: KratosAdmin>(
             return HookAnswer::unavailable("internal decision error");
         }
     };
-    let mut public = public_without_claims(&body.identity);
     if let Some(owned) = &mapped.metadata_public {
         public.extend(owned.clone());
     }
@@ -305,7 +385,7 @@ fn fresh(claims: &Value, session: Option<&HookSession>, max_age: Duration) -> bo
 /// Login (after): refuse what the policy refuses; apply fresh claims through the admin API.
 pub async fn login<K: KratosAdmin>(
     provisioner: &Provisioner<K>,
-    body: &HookBody,
+    mut body: HookBody,
     max_age: Duration,
     deadline: Duration,
 ) -> HookAnswer {
@@ -317,11 +397,20 @@ pub async fn login<K: KratosAdmin>(
         return HookAnswer::no_change();
     };
     let identity_id = body.identity.id.clone().unwrap_or_default();
-    match carried(&body.identity) {
+    let (carried, public) = take_carried(&mut body.identity);
+    // The login hook needs the claims as a value (freshness, the provisioning use case).
+    let carried = carried.map(|(provider, raw)| {
+        let claims = serde_json::from_str::<Value>(raw.get()).unwrap_or_default();
+        (provider, claims)
+    });
+    match carried {
         Some((_, claims)) if fresh(&claims, body.session.as_ref(), max_age) => {
             // Policy first: a refusal needs no Kratos call and must not wait for one.
-            let current = json!({"traits": body.identity.traits, "metadata_public": public_without_claims(&body.identity)});
-            match provisioner.map(provider, &claims, Some(&current)).await {
+            let current = json!({"traits": body.identity.traits, "metadata_public": public});
+            match provisioner
+                .map(provider, (&claims).into(), Some(&current))
+                .await
+            {
                 Ok(Err(denial)) => {
                     tracing::info!(message = "Refused a login.", provider = %provider_id, identity_id = %identity_id, reason = %denial);
                     return HookAnswer::denied(&denial);

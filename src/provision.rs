@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 
 use crate::decision::{self, Decision, Provenance};
 use crate::kratos::{Identity, KratosAdmin, KratosError, OidcCredential};
-use crate::mapper::{MappedIdentity, MapperEngine, MapperError, identity_ext_var};
+use crate::mapper::{Claims, MappedIdentity, MapperEngine, MapperError, identity_ext_var};
 use crate::policy::{self, Denial, EMAIL_TRAIT};
 use crate::provider::{Provider, Providers};
 use crate::schema::IdentitySchemas;
@@ -179,7 +179,7 @@ impl<K: KratosAdmin> Provisioner<K> {
                     "metadata_admin": i.metadata_admin,
                 })
             });
-            let mapped = match self.map(provider, claims, current.as_ref()).await? {
+            let mapped = match self.map(provider, claims.into(), current.as_ref()).await? {
                 Ok(mapped) => mapped,
                 Err(denial) => return Ok(Outcome::denied(&denial)),
             };
@@ -276,16 +276,12 @@ impl<K: KratosAdmin> Provisioner<K> {
     pub async fn map(
         &self,
         provider: &Provider,
-        claims: &Value,
+        claims: Claims<'_>,
         current: Option<&Value>,
     ) -> Result<Result<MappedIdentity, Denial>, ProvisionError> {
         let output = match self
             .engine
-            .evaluate(
-                provider.id.as_str(),
-                claims.clone(),
-                identity_ext_var(current),
-            )
+            .evaluate(provider.id.as_str(), claims, &identity_ext_var(current))
             .await
         {
             Ok(output) => output,

@@ -381,7 +381,7 @@ async fn registration_hook(
         payload,
         &state.hooks,
         &state.triggers,
-        |body| async move { hooks::registration(provisioner, &body).await },
+        |body| async move { hooks::registration(provisioner, body).await },
     )
     .await
 }
@@ -400,7 +400,7 @@ async fn login_hook(
         |body| async move {
             hooks::login(
                 provisioner,
-                &body,
+                body,
                 settings.claims_max_age,
                 settings.deadline,
             )

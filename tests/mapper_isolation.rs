@@ -118,3 +118,31 @@ fn exponential_work_is_refused_at_the_deadline() {
     );
     assert_eq!(error, MapperError::Timeout(Duration::from_secs(1)));
 }
+
+/// Claims handed over as JSON text reach a worker process exactly, line breaks and all: the
+/// request protocol is one line per request, so the text's own layout must not break it.
+#[tokio::test]
+async fn raw_claims_with_line_breaks_reach_the_worker_intact() {
+    let engine = engine("{ identity: { traits: {} } }", 1);
+    let text = "{\n  \"email\": \"ada@acme.example\",\r\n  \"note\": \"two\\nlines\"\n}\n";
+    let raw = serde_json::from_str::<Box<serde_json::value::RawValue>>(text).unwrap();
+    assert!(
+        raw.get().contains('\n'),
+        "the claims keep their line breaks"
+    );
+    let output = engine
+        .evaluate("good", (&*raw).into(), &empty_identity())
+        .await
+        .unwrap();
+    assert_eq!(output["identity"]["traits"]["email"], "ada@acme.example");
+    // And the worker is still in step: the next request gets its own answer.
+    let again = engine
+        .evaluate(
+            "good",
+            (&json!({"email": "b@acme.example"})).into(),
+            &empty_identity(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again["identity"]["traits"]["email"], "b@acme.example");
+}

@@ -15,7 +15,7 @@
 //! - one worker serves one request at a time, so a runaway only ever holds its own worker.
 
 use std::io::{BufRead, Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Evaluator, Limits, MapperError, MapperSource};
+use super::{Claims, Evaluator, Limits, MapperError, MapperSource};
 
 /// The hidden subcommand that turns the executable into a worker.
 pub const WORKER_SUBCOMMAND: &str = "mapper-worker";
@@ -76,15 +76,16 @@ struct WireSource {
 #[derive(Serialize)]
 struct Request<'a> {
     provider: &'a str,
-    claims: &'a Value,
+    claims: Claims<'a>,
     identity: &'a Value,
 }
 
+/// A request as the worker reads it: straight into Jsonnet values, no JSON tree in between.
 #[derive(Deserialize)]
 struct OwnedRequest {
     provider: String,
-    claims: Value,
-    identity: Value,
+    claims: jrsonnet_evaluator::Val,
+    identity: jrsonnet_evaluator::Val,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -101,6 +102,8 @@ pub struct Worker {
     stdin: ChildStdin,
     stdout: ChildStdout,
     buffer: Vec<u8>,
+    /// Where reads land before they join `buffer`; zeroed once, not at every read.
+    scratch: Box<[u8]>,
 }
 
 impl Worker {
@@ -127,11 +130,16 @@ impl Worker {
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return Err(crashed("worker pipes are missing".into()));
         };
+        // Our ends of the pipes never block: the async path waits on the reactor, the blocking
+        // path on poll(2), and both with a deadline.
+        set_nonblocking(stdin.as_raw_fd()).map_err(|e| crashed(format!("worker pipe: {e}")))?;
+        set_nonblocking(stdout.as_raw_fd()).map_err(|e| crashed(format!("worker pipe: {e}")))?;
         let mut worker = Worker {
             child,
             stdin,
             stdout,
             buffer: Vec::with_capacity(8192),
+            scratch: vec![0; 16 * 1024].into_boxed_slice(),
         };
         let setup = Setup {
             limits: WireLimits {
@@ -150,43 +158,69 @@ impl Worker {
                 })
                 .collect(),
         };
-        worker.send(&setup)?;
-        match worker.receive(Instant::now() + startup)? {
+        let deadline = Instant::now() + startup;
+        worker.send(&encode(&setup)?, deadline)?;
+        match worker.receive(deadline)? {
             Response::Ready => Ok(worker),
             Response::Err(e) => Err(e),
             Response::Ok(_) => Err(crashed("worker answered before it was asked".into())),
         }
     }
 
-    fn send<T: Serialize>(&mut self, message: &T) -> Result<(), MapperError> {
-        let mut line =
-            serde_json::to_vec(message).map_err(|e| MapperError::WorkerCrashed(e.to_string()))?;
-        line.push(b'\n');
-        self.stdin
-            .write_all(&line)
-            .and_then(|()| self.stdin.flush())
-            .map_err(|e| MapperError::WorkerCrashed(format!("worker stopped reading: {e}")))
+    /// Writes one whole line, waiting (up to `deadline`) while the pipe is full.
+    fn send(&mut self, line: &[u8], deadline: Instant) -> Result<(), MapperError> {
+        let mut rest = line;
+        while !rest.is_empty() {
+            match self.stdin.write(rest) {
+                Ok(n) => rest = &rest[n..],
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() || !ready_within(self.stdin.as_raw_fd(), libc::POLLOUT, left)
+                    {
+                        return Err(MapperError::Timeout(Duration::ZERO));
+                    }
+                }
+                Err(e) => return Err(stopped_reading(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The next complete answer already buffered, if any.
+    fn buffered_answer(&mut self) -> Option<Result<Response, MapperError>> {
+        let end = self.buffer.iter().position(|&b| b == b'\n')?;
+        let parsed = serde_json::from_slice(&self.buffer[..end]);
+        self.buffer.drain(..=end);
+        Some(parsed.map_err(|e| MapperError::WorkerCrashed(format!("unreadable answer: {e}"))))
+    }
+
+    /// Moves what the pipe holds into the buffer. `Ok(false)`: nothing there yet.
+    fn fill(&mut self) -> Result<bool, MapperError> {
+        loop {
+            match self.stdout.read(&mut self.scratch) {
+                Ok(0) => return Err(MapperError::WorkerCrashed(self.exit_description())),
+                Ok(n) => {
+                    self.buffer.extend_from_slice(&self.scratch[..n]);
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(MapperError::WorkerCrashed(e.to_string())),
+            }
+        }
     }
 
     fn receive(&mut self, deadline: Instant) -> Result<Response, MapperError> {
         loop {
-            if let Some(end) = self.buffer.iter().position(|&b| b == b'\n') {
-                let parsed = serde_json::from_slice(&self.buffer[..end]);
-                self.buffer.drain(..=end);
-                return parsed
-                    .map_err(|e| MapperError::WorkerCrashed(format!("unreadable answer: {e}")));
+            if let Some(answer) = self.buffered_answer() {
+                return answer;
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || !readable_within(&self.stdout, left) {
+            if left.is_zero() || !ready_within(self.stdout.as_raw_fd(), libc::POLLIN, left) {
                 return Err(MapperError::Timeout(Duration::ZERO));
             }
-            let mut chunk = [0u8; 16 * 1024];
-            match self.stdout.read(&mut chunk) {
-                Ok(0) => return Err(MapperError::WorkerCrashed(self.exit_description())),
-                Ok(n) => self.buffer.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(MapperError::WorkerCrashed(e.to_string())),
-            }
+            self.fill()?;
         }
     }
 
@@ -212,23 +246,55 @@ impl Worker {
     pub fn evaluate(
         &mut self,
         provider: &str,
-        claims: &Value,
+        claims: Claims<'_>,
         identity: &Value,
         deadline: Instant,
     ) -> Result<Result<Value, MapperError>, MapperError> {
-        self.send(&Request {
+        let line = encode(&Request {
             provider,
             claims,
             identity,
         })?;
-        match self.receive(deadline)? {
-            Response::Ok(value) => Ok(Ok(value)),
-            Response::Err(e) => Ok(Err(e)),
-            Response::Ready => Err(MapperError::WorkerCrashed(
-                "worker answered out of turn".into(),
-            )),
-        }
+        self.send(&line, deadline)?;
+        answer(self.receive(deadline)?)
     }
+}
+
+fn answer(response: Response) -> Result<Result<Value, MapperError>, MapperError> {
+    match response {
+        Response::Ok(value) => Ok(Ok(value)),
+        Response::Err(e) => Ok(Err(e)),
+        Response::Ready => Err(MapperError::WorkerCrashed(
+            "worker answered out of turn".into(),
+        )),
+    }
+}
+
+/// One message as one line. Raw claims keep the layout they arrived with, line breaks included;
+/// a line-break byte in JSON text can only be whitespace (inside strings it is escaped as `\n`),
+/// so turning each into a space keeps the value and makes the message a single line.
+fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>, MapperError> {
+    let mut line =
+        serde_json::to_vec(message).map_err(|e| MapperError::WorkerCrashed(e.to_string()))?;
+    for byte in line.iter_mut().filter(|b| **b == b'\n' || **b == b'\r') {
+        *byte = b' ';
+    }
+    line.push(b'\n');
+    Ok(line)
+}
+
+fn stopped_reading(e: std::io::Error) -> MapperError {
+    MapperError::WorkerCrashed(format!("worker stopped reading: {e}"))
+}
+
+fn set_nonblocking(fd: RawFd) -> std::io::Result<()> {
+    // SAFETY: fcntl on a descriptor we own; no memory is passed.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    // SAFETY: as above.
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 impl Drop for Worker {
@@ -238,10 +304,10 @@ impl Drop for Worker {
     }
 }
 
-fn readable_within(stdout: &ChildStdout, wait: Duration) -> bool {
+fn ready_within(fd: RawFd, events: libc::c_short, wait: Duration) -> bool {
     let mut fd = libc::pollfd {
-        fd: stdout.as_raw_fd(),
-        events: libc::POLLIN,
+        fd,
+        events,
         revents: 0,
     };
     let millis = wait.as_millis().clamp(1, i32::MAX as u128) as i32;
@@ -332,7 +398,7 @@ pub fn worker_main() -> ExitCode {
         }
         let response = match serde_json::from_str::<OwnedRequest>(&line) {
             Ok(request) => {
-                match evaluator.evaluate(&request.provider, &request.claims, &request.identity) {
+                match evaluator.evaluate_val(&request.provider, request.claims, request.identity) {
                     Ok(value) => Response::Ok(value),
                     Err(e) => Response::Err(e),
                 }

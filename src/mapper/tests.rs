@@ -252,12 +252,12 @@ async fn the_engine_serves_async_callers() {
     )
     .unwrap();
     let out = engine
-        .evaluate("good", json!({"email": "a@b"}), empty_identity())
+        .evaluate("good", (&json!({"email": "a@b"})).into(), &empty_identity())
         .await
         .unwrap();
     assert_eq!(out["identity"]["traits"]["previous"], "none");
     let err = engine
-        .evaluate("nope", json!({}), empty_identity())
+        .evaluate("nope", (&json!({})).into(), &empty_identity())
         .await
         .unwrap_err();
     assert_eq!(err, MapperError::UnknownProvider("nope".into()));
@@ -287,4 +287,21 @@ fn a_long_lived_evaluator_does_not_keep_the_garbage_of_past_evaluations() {
         after <= settled + 2_000,
         "tracked objects grew from {settled} to {after}"
     );
+}
+
+#[tokio::test]
+async fn threads_read_claims_given_as_json_text() {
+    let engine = MapperEngine::start(
+        vec![source("good", PASSTHROUGH)],
+        Limits::default(),
+        1,
+        Isolation::Threads,
+    )
+    .unwrap();
+    let raw: Box<RawValue> = serde_json::from_str("{\n \"email\": \"a@b\"\n}").unwrap();
+    let out = engine
+        .evaluate("good", (&*raw).into(), &empty_identity())
+        .await
+        .unwrap();
+    assert_eq!(out["identity"]["traits"]["email"], "a@b");
 }
