@@ -450,6 +450,9 @@ impl Application {
                 .default_service(web::to(not_found))
         })
         .shutdown_timeout(10)
+        // actix leaves Nagle's algorithm on; with delayed ACKs a response that leaves in two
+        // segments can then wait 40 ms for the second.
+        .tcp_nodelay(true)
         .listen(listener)?
         .run();
         Ok(Application { server, port })

@@ -117,6 +117,7 @@ fn build_server(
     .workers(WORKERS)
     .disable_signals()
     .shutdown_timeout(0)
+    .tcp_nodelay(true)
     .listen(listener)?
     .run())
 }
