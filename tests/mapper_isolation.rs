@@ -116,7 +116,15 @@ fn exponential_work_is_refused_at_the_deadline() {
     let error = refused_while_others_are_served(
         "local f(n) = if n == 0 then 0 else f(n - 1) + f(n - 1); { identity: { traits: { x: f(60) } } }",
     );
-    assert_eq!(error, MapperError::Timeout(Duration::from_secs(1)));
+    // Whichever budget runs out first: an optimised build allocates the 512 MiB budget (counted
+    // cumulatively) in less than the second, a debug build does not.
+    assert!(
+        matches!(
+            error,
+            MapperError::Timeout(_) | MapperError::TooMuchMemory(_)
+        ),
+        "{error:?}"
+    );
 }
 
 /// Claims handed over as JSON text reach a worker process exactly, line breaks and all: the
@@ -145,4 +153,19 @@ async fn raw_claims_with_line_breaks_reach_the_worker_intact() {
         .await
         .unwrap();
     assert_eq!(again["identity"]["traits"]["email"], "b@acme.example");
+}
+
+/// A worker collects its garbage after every few answers and says so; the engine waits for it
+/// instead of sending the next request into the collection. Across many requests every answer
+/// still belongs to its own request.
+#[test]
+fn answers_stay_in_step_across_garbage_collections() {
+    let engine = engine("{ identity: { traits: {} } }", 1);
+    for i in 0..40 {
+        let email = format!("user{i}@acme.example");
+        let output = engine
+            .evaluate_blocking("good", json!({ "email": email }), empty_identity())
+            .unwrap();
+        assert_eq!(output["identity"]["traits"]["email"], email.as_str());
+    }
 }

@@ -460,19 +460,28 @@ impl Evaluator {
     /// object with `self`, every closure over its own scope) form cycles that only its cycle
     /// collector frees, and nothing calls it on its own. A long-lived evaluator would keep every
     /// evaluation's cycles — about 50 KiB each for the sample mappers — until its worker hits
-    /// the address-space limit. Collecting after each evaluation keeps memory flat at a small
+    /// the address-space limit. Collecting every few evaluations keeps memory flat at a small
     /// cost.
     ///
-    /// Call it after the answer is on its way: a collection scans every tracked object (a
-    /// millisecond or two), and inside an evaluation it would land on that request's latency.
+    /// Call it after the answer is on its way: a collection scans every tracked object, and
+    /// inside an evaluation it would land on that request's latency.
     pub fn collect_garbage_now_and_then(&self) {
-        let n = self.since_collection.get() + 1;
-        if n >= COLLECT_EVERY {
-            jrsonnet_gcmodule::collect_thread_cycles();
-            self.since_collection.set(0);
-        } else {
-            self.since_collection.set(n);
+        if self.collection_due() {
+            self.collect_garbage();
         }
+    }
+
+    /// Counts an evaluation; true when the cycles should be collected after this one.
+    pub fn collection_due(&self) -> bool {
+        let n = self.since_collection.get() + 1;
+        let due = n >= COLLECT_EVERY;
+        self.since_collection.set(if due { 0 } else { n });
+        due
+    }
+
+    /// Collects jrsonnet's reference cycles now.
+    pub fn collect_garbage(&self) {
+        jrsonnet_gcmodule::collect_thread_cycles();
     }
 }
 
@@ -762,8 +771,16 @@ fn process_worker(shared: &Shared, program: &WorkerProgram) {
         let deadline = Instant::now() + shared.limits.timeout + KILL_AFTER;
         match current.evaluate(&job.provider, job.claims.borrow(), &job.identity, deadline) {
             Ok(result) => {
-                worker = Some(current);
                 (job.reply)(result);
+                // A worker that collects its garbage after this answer is waited for here, off
+                // the queue: the next job goes to a worker that can start on it at once.
+                let collected = Instant::now() + shared.limits.timeout + KILL_AFTER;
+                match current.wait_until_idle(collected) {
+                    Ok(()) => worker = Some(current),
+                    Err(error) => {
+                        tracing::error!(message = "A mapper worker did not come back from collecting its garbage; starting another.", %error);
+                    }
+                }
             }
             // The worker is dropped (killed) here; the next job starts a fresh one.
             Err(MapperError::Timeout(_)) => {

@@ -96,6 +96,15 @@ enum Response {
     Err(MapperError),
 }
 
+/// One line from a worker. `collecting`: the worker collects jrsonnet's garbage before it reads
+/// again, and says `Ready` when it is done.
+#[derive(Serialize, Deserialize)]
+struct Reply {
+    response: Response,
+    #[serde(default)]
+    collecting: bool,
+}
+
 /// The parent's handle on one worker process.
 pub struct Worker {
     child: Child,
@@ -104,6 +113,8 @@ pub struct Worker {
     buffer: Vec<u8>,
     /// Where reads land before they join `buffer`; zeroed once, not at every read.
     scratch: Box<[u8]>,
+    /// The worker announced a collection after its last answer and has not said `Ready` yet.
+    collecting: bool,
 }
 
 impl Worker {
@@ -140,6 +151,7 @@ impl Worker {
             stdout,
             buffer: Vec::with_capacity(8192),
             scratch: vec![0; 16 * 1024].into_boxed_slice(),
+            collecting: false,
         };
         let setup = Setup {
             limits: WireLimits {
@@ -190,9 +202,30 @@ impl Worker {
     /// The next complete answer already buffered, if any.
     fn buffered_answer(&mut self) -> Option<Result<Response, MapperError>> {
         let end = self.buffer.iter().position(|&b| b == b'\n')?;
-        let parsed = serde_json::from_slice(&self.buffer[..end]);
+        let parsed = serde_json::from_slice::<Reply>(&self.buffer[..end]);
         self.buffer.drain(..=end);
-        Some(parsed.map_err(|e| MapperError::WorkerCrashed(format!("unreadable answer: {e}"))))
+        Some(match parsed {
+            Ok(reply) => {
+                self.collecting = reply.collecting;
+                Ok(reply.response)
+            }
+            Err(e) => Err(MapperError::WorkerCrashed(format!(
+                "unreadable answer: {e}"
+            ))),
+        })
+    }
+
+    /// Waits until a worker that announced a garbage collection has finished it.
+    pub fn wait_until_idle(&mut self, deadline: Instant) -> Result<(), MapperError> {
+        if !self.collecting {
+            return Ok(());
+        }
+        match self.receive(deadline)? {
+            Response::Ready => Ok(()),
+            _ => Err(MapperError::WorkerCrashed(
+                "worker answered out of turn".into(),
+            )),
+        }
     }
 
     /// Moves what the pipe holds into the buffer. `Ok(false)`: nothing there yet.
@@ -250,6 +283,7 @@ impl Worker {
         identity: &Value,
         deadline: Instant,
     ) -> Result<Result<Value, MapperError>, MapperError> {
+        self.wait_until_idle(deadline)?;
         let line = encode(&Request {
             provider,
             claims,
@@ -368,8 +402,11 @@ pub fn worker_main() -> ExitCode {
         .into_iter()
         .map(|s| MapperSource::new(s.provider, s.path, s.code))
         .collect();
-    let reply = |out: &mut std::io::StdoutLock<'_>, response: &Response| -> bool {
-        let Ok(mut bytes) = serde_json::to_vec(response) else {
+    let reply = |out: &mut std::io::StdoutLock<'_>, response: Response, collecting: bool| -> bool {
+        let Ok(mut bytes) = serde_json::to_vec(&Reply {
+            response,
+            collecting,
+        }) else {
             return false;
         };
         bytes.push(b'\n');
@@ -382,11 +419,11 @@ pub fn worker_main() -> ExitCode {
                 .into_iter()
                 .next()
                 .unwrap_or(MapperError::EngineStopped);
-            reply(&mut out, &Response::Err(first));
+            reply(&mut out, Response::Err(first), false);
             return ExitCode::from(1);
         }
     };
-    if !reply(&mut out, &Response::Ready) {
+    if !reply(&mut out, Response::Ready, false) {
         return ExitCode::from(1);
     }
     loop {
@@ -407,10 +444,17 @@ pub fn worker_main() -> ExitCode {
                 "bad request to worker: {e}"
             ))),
         };
-        if !reply(&mut out, &response) {
+        // After the answer is sent, so the collection's pause is off the request's latency;
+        // the parent holds back the next request until `Ready`.
+        let collecting = evaluator.collection_due();
+        if !reply(&mut out, response, collecting) {
             return ExitCode::from(1);
         }
-        // After the answer is sent, so the collection's pause is off the request's latency.
-        evaluator.collect_garbage_now_and_then();
+        if collecting {
+            evaluator.collect_garbage();
+            if !reply(&mut out, Response::Ready, false) {
+                return ExitCode::from(1);
+            }
+        }
     }
 }
