@@ -584,3 +584,63 @@ where
         None => HttpResponse::build(status).finish(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity(metadata_public: &str) -> HookIdentity {
+        serde_json::from_str(&format!(
+            r#"{{"traits": {{}}, "metadata_public": {metadata_public}}}"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn carried_claims_are_taken_as_text_and_the_rest_is_kept() {
+        let mut id = identity(
+            r#"{"theme": "dark", "kratos_jit_claims": {"provider": "okta-acme",
+                "claims": {"sub": "ada",
+                           "email": "ada@acme.example"}}}"#,
+        );
+        let (carried, rest) = take_carried(&mut id);
+        let (provider, claims) = carried.expect("carried claims");
+        assert_eq!(provider, "okta-acme");
+        let parsed: Value = serde_json::from_str(claims.get()).unwrap();
+        assert_eq!(parsed, json!({"sub": "ada", "email": "ada@acme.example"}));
+        assert_eq!(subject_of(&claims), "ada");
+        assert_eq!(Value::Object(rest), json!({"theme": "dark"}));
+    }
+
+    #[test]
+    fn malformed_carried_claims_are_absent_not_an_error() {
+        for carried in [
+            r#""text""#,
+            r#"{"provider": 7, "claims": {}}"#,
+            r#"{"provider": "p", "claims": ["not", "an", "object"]}"#,
+            r#"{"provider": "p"}"#,
+        ] {
+            let mut id = identity(&format!(r#"{{"kratos_jit_claims": {carried}, "a": 1}}"#));
+            let (taken, rest) = take_carried(&mut id);
+            assert!(taken.is_none(), "{carried}");
+            assert_eq!(Value::Object(rest), json!({"a": 1}), "{carried}");
+        }
+    }
+
+    #[test]
+    fn metadata_public_that_is_not_an_object_reads_as_empty() {
+        for value in ["null", "\"x\"", "3", "true", "[1, {\"a\": 2}]"] {
+            let mut id = identity(value);
+            let (taken, rest) = take_carried(&mut id);
+            assert!(taken.is_none() && rest.is_empty(), "{value}");
+        }
+    }
+
+    #[test]
+    fn claims_without_a_string_subject_have_an_empty_one() {
+        for claims in [r#"{}"#, r#"{"sub": 5}"#, r#"{"sub": null, "x": [1]}"#] {
+            let raw: Box<RawValue> = serde_json::from_str(claims).unwrap();
+            assert_eq!(subject_of(&raw), "", "{claims}");
+        }
+    }
+}
