@@ -169,3 +169,114 @@ fn answers_stay_in_step_across_garbage_collections() {
         assert_eq!(output["identity"]["traits"]["email"], email.as_str());
     }
 }
+
+/// Async callers that find a worker idle talk to it directly; those that find every worker busy
+/// wait in the queue for the next free one. Either way every answer belongs to its own request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_async_callers_each_get_their_own_answer() {
+    let engine = engine("{ identity: { traits: {} } }", 2);
+    let calls: Vec<_> = (0..64)
+        .map(|i| {
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                let email = format!("user{i}@acme.example");
+                let claims = json!({ "email": email });
+                let output = engine
+                    .evaluate("good", (&claims).into(), &empty_identity())
+                    .await;
+                (email, output)
+            })
+        })
+        .collect();
+    for call in calls {
+        let (email, output) = call.await.unwrap();
+        assert_eq!(
+            output.unwrap()["identity"]["traits"]["email"],
+            email.as_str()
+        );
+    }
+}
+
+/// A mapper that neither calls nor allocates in a way the in-worker guard sees, run by an async
+/// caller straight on an idle worker: the caller gets its error at the deadline, the worker is
+/// killed, and a new one takes its place.
+#[tokio::test]
+async fn a_runaway_on_the_direct_path_is_killed_and_replaced() {
+    let engine = engine(
+        "{ identity: { traits: { x: std.makeArray(1e9, function(i) i) } } }",
+        1,
+    );
+    let good = |i: usize| json!({ "email": format!("user{i}@acme.example") });
+    // The first call waits for the worker to start; after it the worker is idle.
+    engine
+        .evaluate("good", (&good(0)).into(), &empty_identity())
+        .await
+        .unwrap();
+    for round in 1..=2 {
+        let started = Instant::now();
+        let error = engine
+            .evaluate("runaway", (&json!({})).into(), &empty_identity())
+            .await
+            .expect_err("the runaway mapper produced output");
+        assert!(
+            matches!(
+                error,
+                MapperError::Timeout(_)
+                    | MapperError::WorkerCrashed(_)
+                    | MapperError::OutputTooLarge(_)
+            ),
+            "{error:?}"
+        );
+        let bound = Limits::default().timeout + Duration::from_millis(600);
+        assert!(
+            started.elapsed() < bound,
+            "refused after {:?}",
+            started.elapsed()
+        );
+        let output = engine
+            .evaluate("good", (&good(round)).into(), &empty_identity())
+            .await
+            .unwrap();
+        assert_eq!(
+            output["identity"]["traits"]["email"],
+            format!("user{round}@acme.example")
+        );
+    }
+}
+
+/// A caller that goes away mid-evaluation (its client hung up) leaves an answer nobody will
+/// read. The worker holding it is killed rather than handed the next request, whose answer
+/// would then be the abandoned one's; the pool starts a replacement.
+#[tokio::test]
+async fn a_caller_that_goes_away_costs_only_its_worker() {
+    let engine = engine(
+        "local f(n) = if n == 0 then 0 else f(n - 1) + f(n - 1); { identity: { traits: { email: 'runaway@acme.example', x: f(22) } } }",
+        1,
+    );
+    engine
+        .evaluate(
+            "good",
+            (&json!({"email": "first@acme.example"})).into(),
+            &empty_identity(),
+        )
+        .await
+        .unwrap();
+    let abandoned = tokio::time::timeout(
+        Duration::from_millis(20),
+        engine.evaluate("runaway", (&json!({})).into(), &empty_identity()),
+    )
+    .await;
+    assert!(abandoned.is_err(), "the slow mapper answered within 20 ms");
+    for i in 0..3 {
+        let email = format!("next{i}@acme.example");
+        let output = engine
+            .evaluate(
+                "good",
+                (&json!({ "email": email })).into(),
+                &empty_identity(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(output["identity"]["traits"]["email"], email.as_str());
+    }
+}

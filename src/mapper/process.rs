@@ -220,12 +220,28 @@ impl Worker {
         if !self.collecting {
             return Ok(());
         }
-        match self.receive(deadline)? {
-            Response::Ready => Ok(()),
-            _ => Err(MapperError::WorkerCrashed(
-                "worker answered out of turn".into(),
-            )),
+        expect_ready(self.receive(deadline)?)
+    }
+
+    /// [`Self::wait_until_idle`] for async callers; the caller bounds it in time.
+    async fn wait_until_idle_async(&mut self) -> Result<(), MapperError> {
+        if !self.collecting {
+            return Ok(());
         }
+        expect_ready(self.receive_async().await?)
+    }
+
+    /// Whether the worker can take a request at once: it is not collecting its garbage, or
+    /// has just said `Ready`. Never waits.
+    pub fn is_ready(&mut self) -> bool {
+        if !self.collecting {
+            return true;
+        }
+        if !self.buffer.contains(&b'\n') && !matches!(self.fill(), Ok(true)) {
+            return false;
+        }
+        // A complete line is there; `wait_until_idle` reads it without waiting.
+        self.buffer.contains(&b'\n')
     }
 
     /// Moves what the pipe holds into the buffer. `Ok(false)`: nothing there yet.
@@ -254,6 +270,33 @@ impl Worker {
                 return Err(MapperError::Timeout(Duration::ZERO));
             }
             self.fill()?;
+        }
+    }
+
+    /// [`Self::receive`] for async callers: waits on the caller's own reactor, so the answer
+    /// wakes the task that asked, with no thread in between. The caller bounds it in time.
+    async fn receive_async(&mut self) -> Result<Response, MapperError> {
+        loop {
+            if let Some(answer) = self.buffered_answer() {
+                return answer;
+            }
+            if self.fill()? {
+                continue;
+            }
+            // SAFETY: the descriptor belongs to `self.stdout`, which stays open (and the same
+            // pipe) while this borrow of `self` lasts; the registration ends in this iteration.
+            let fd = unsafe {
+                tokio::io::unix::AsyncFd::register_with_interest(
+                    PipeFd(self.stdout.as_raw_fd()),
+                    tokio::io::Interest::READABLE,
+                )
+            }
+            .map_err(|e| MapperError::WorkerCrashed(format!("cannot wait on the worker: {e}")))?;
+            let mut ready = fd
+                .readable()
+                .await
+                .map_err(|e| MapperError::WorkerCrashed(e.to_string()))?;
+            ready.clear_ready();
         }
     }
 
@@ -291,6 +334,53 @@ impl Worker {
         })?;
         self.send(&line, deadline)?;
         answer(self.receive(deadline)?)
+    }
+}
+
+impl Worker {
+    /// [`Self::evaluate`] for async callers, with the same contract. The future must be run to
+    /// its end: dropped mid-way, it leaves an answer nobody reads, and the worker must go too.
+    pub async fn evaluate_async(
+        &mut self,
+        provider: &str,
+        claims: Claims<'_>,
+        identity: &Value,
+        deadline: Instant,
+    ) -> Result<Result<Value, MapperError>, MapperError> {
+        let exchange = async {
+            self.wait_until_idle_async().await?;
+            let line = encode(&Request {
+                provider,
+                claims,
+                identity,
+            })?;
+            // An idle worker is blocked reading its stdin, so the pipe (64 KiB) is empty and a
+            // request fits at once; only a larger one waits, briefly, in `send`'s poll(2).
+            self.send(&line, deadline)?;
+            answer(self.receive_async().await?)
+        };
+        match tokio::time::timeout_at(deadline.into(), exchange).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(MapperError::Timeout(Duration::ZERO)),
+        }
+    }
+}
+
+fn expect_ready(response: Response) -> Result<(), MapperError> {
+    match response {
+        Response::Ready => Ok(()),
+        _ => Err(MapperError::WorkerCrashed(
+            "worker answered out of turn".into(),
+        )),
+    }
+}
+
+/// A pipe end borrowed for registration with the reactor; closing stays with its owner.
+struct PipeFd(RawFd);
+
+impl AsRawFd for PipeFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
     }
 }
 
