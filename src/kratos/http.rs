@@ -133,10 +133,10 @@ enum Auth {
     Basic { username: String, password: Secret },
 }
 
-/// The Kratos admin API over HTTP. Cheap to clone (the connection pool is shared).
+/// The Kratos admin API over HTTP. Cheap to clone (the connection pools are shared).
 #[derive(Clone)]
 pub struct HttpKratos {
-    client: reqwest::Client,
+    clients: std::sync::Arc<Clients>,
     base: Url,
     auth: Option<std::sync::Arc<Auth>>,
     request_timeout: Duration,
@@ -252,16 +252,23 @@ impl HttpKratos {
             USER_AGENT,
             HeaderValue::from_static(concat!("kratos-jit/", env!("CARGO_PKG_VERSION"))),
         );
-        let client = reqwest::Client::builder()
-            .default_headers(headers)
-            .connect_timeout(settings.request_timeout)
-            // The admin API never redirects; following one would resend the Authorization
-            // header and the body somewhere nobody configured.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(SettingsError::Client)?;
+        let connect_timeout = settings.request_timeout;
+        let build = move || {
+            reqwest::Client::builder()
+                .default_headers(headers.clone())
+                .connect_timeout(connect_timeout)
+                // The admin API never redirects; following one would resend the Authorization
+                // header and the body somewhere nobody configured.
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+        };
+        let first = build().map_err(SettingsError::Client)?;
         Ok(HttpKratos {
-            client,
+            clients: std::sync::Arc::new(Clients {
+                build: Box::new(build),
+                first,
+                by_thread: Default::default(),
+            }),
             base,
             auth: auth.map(std::sync::Arc::new),
             request_timeout: settings.request_timeout,
@@ -442,7 +449,8 @@ impl HttpKratos {
 
     async fn attempt(&self, call: &Call, timeout: Duration) -> Result<Answer, reqwest::Error> {
         let mut request = self
-            .client
+            .clients
+            .for_this_thread()
             .request(call.method.clone(), call.url.clone())
             .timeout(timeout);
         if let Some(body) = &call.body {
@@ -467,6 +475,42 @@ impl HttpKratos {
             headers,
             body,
         })
+    }
+}
+
+/// One HTTP client per thread that calls Kratos. A pooled connection is driven by a task on the
+/// runtime that opened it, and actix runs one runtime per worker thread: with one shared pool,
+/// a call on one thread would often go out over a connection of another, which costs two
+/// cross-thread wake-ups per call (the request over, the response back).
+struct Clients {
+    build: Box<dyn Fn() -> reqwest::Result<reqwest::Client> + Send + Sync>,
+    /// Built (and checked) with the settings; also serves threads beyond the cap below.
+    first: reqwest::Client,
+    by_thread: std::sync::Mutex<Vec<(std::thread::ThreadId, reqwest::Client)>>,
+}
+
+/// Threads with a client of their own: actix has one per core, a multi-threaded Tokio runtime a
+/// few more. Others share the first client.
+const MAX_CLIENTS: usize = 64;
+
+impl Clients {
+    fn for_this_thread(&self) -> reqwest::Client {
+        let me = std::thread::current().id();
+        let mut clients = self
+            .by_thread
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, client)) = clients.iter().find(|(thread, _)| *thread == me) {
+            return client.clone();
+        }
+        if clients.len() >= MAX_CLIENTS {
+            return self.first.clone();
+        }
+        // The same settings built `first`, so this only fails if the machine is out of
+        // resources; `first` still works then.
+        let client = (self.build)().unwrap_or_else(|_| self.first.clone());
+        clients.push((me, client.clone()));
+        client
     }
 }
 
