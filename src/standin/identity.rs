@@ -118,12 +118,12 @@ pub(crate) enum CredentialView<'a> {
 }
 
 /// A unique constraint an identity occupies; two identities may never share one.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) enum UniqueKey {
-    Credential { kind: String, identifier: String },
-    VerifiableAddress { via: String, value: String },
-    RecoveryAddress { via: String, value: String },
-    ExternalId(String),
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum UniqueKey<'a> {
+    Credential { kind: &'a str, identifier: &'a str },
+    VerifiableAddress { via: &'a str, value: &'a str },
+    RecoveryAddress { via: &'a str, value: &'a str },
+    ExternalId(&'a str),
 }
 
 impl Identity {
@@ -227,44 +227,49 @@ impl Identity {
     }
 
     /// Everything this identity holds that must be unique across identities (RESEARCH §3.9).
-    pub(crate) fn unique_keys(&self) -> Vec<UniqueKey> {
-        let mut keys = Vec::new();
-        for (kind, credential) in &self.credentials {
-            for identifier in &credential.identifiers {
-                keys.push(UniqueKey::Credential {
-                    kind: kind.clone(),
-                    identifier: identifier.clone(),
-                });
-            }
-        }
-        for address in &self.verifiable_addresses {
-            keys.push(UniqueKey::VerifiableAddress {
-                via: address.via.clone(),
-                value: address.value.clone(),
+    pub(crate) fn unique_keys(&self) -> impl Iterator<Item = UniqueKey<'_>> {
+        let credentials = self.credentials.iter().flat_map(|(kind, credential)| {
+            credential
+                .identifiers
+                .iter()
+                .map(move |identifier| UniqueKey::Credential { kind, identifier })
+        });
+        let verifiable = self
+            .verifiable_addresses
+            .iter()
+            .map(|a| UniqueKey::VerifiableAddress {
+                via: &a.via,
+                value: &a.value,
             });
-        }
-        for address in &self.recovery_addresses {
-            keys.push(UniqueKey::RecoveryAddress {
-                via: address.via.clone(),
-                value: address.value.clone(),
+        let recovery = self
+            .recovery_addresses
+            .iter()
+            .map(|a| UniqueKey::RecoveryAddress {
+                via: &a.via,
+                value: &a.value,
             });
-        }
-        if let Some(external_id) = &self.external_id {
-            keys.push(UniqueKey::ExternalId(external_id.clone()));
-        }
-        keys
+        credentials
+            .chain(verifiable)
+            .chain(recovery)
+            .chain(self.external_id.as_deref().map(UniqueKey::ExternalId))
     }
 
     /// Whether `credentials_identifier` finds this identity. For `oidc` and `saml` the value is
     /// compared verbatim (`provider:subject`); for the other types Kratos normalizes it first
     /// (`NormalizeIdentifier`: trimmed, lowercased), RESEARCH §3.1.
+    #[cfg(test)]
     pub(crate) fn has_identifier(&self, wanted: &str) -> bool {
-        let normalized = normalize_identifier(wanted);
+        self.has_identifier_normalized(wanted, &normalize_identifier(wanted))
+    }
+
+    /// [`Self::has_identifier`] with the normalized form computed once by the caller (a list
+    /// call compares it with every identity).
+    pub(crate) fn has_identifier_normalized(&self, wanted: &str, normalized: &str) -> bool {
         self.credentials.iter().any(|(kind, credential)| {
             let wanted = if is_federated(kind) {
                 wanted
             } else {
-                normalized.as_str()
+                normalized
             };
             credential
                 .identifiers
@@ -482,7 +487,7 @@ fn is_federated(kind: &str) -> bool {
     kind == "oidc" || kind == "saml"
 }
 
-fn normalize_identifier(value: &str) -> String {
+pub(crate) fn normalize_identifier(value: &str) -> String {
     value.trim().to_lowercase()
 }
 

@@ -44,7 +44,7 @@ mod state;
 mod store;
 
 pub use server::run_until_stopped;
-pub use state::StandInState;
+pub use state::{LOG_CAPACITY, StandInState};
 
 use serde_json::Value;
 use state::LoopStatus;
@@ -146,7 +146,7 @@ impl StandIn {
         &self.state
     }
 
-    /// Every request received, in order.
+    /// Every request received, in order (past [`LOG_CAPACITY`], the most recent ones).
     pub fn requests(&self) -> Vec<LoggedRequest> {
         self.state.requests()
     }

@@ -9,10 +9,15 @@ use super::identity::CredentialView;
 use super::store::{CreateIdentityBody, Store};
 use super::{Fault, LoggedRequest};
 use serde_json::Value;
+use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use uuid::Uuid;
+
+/// Requests the log keeps. Tests look at a handful; a long-running `serve --dev` or load test
+/// would otherwise grow without bound (each entry holds the request's JSON body).
+pub const LOG_CAPACITY: usize = 10_000;
 
 /// How long [`StandInState::set_fault`] waits for the server loop to stop or resume listening.
 const LIFECYCLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -29,7 +34,8 @@ pub struct StandInState {
 
 struct Shared {
     store: Mutex<Store>,
-    log: Mutex<Vec<LoggedRequest>>,
+    /// The most recent [`LOG_CAPACITY`] requests, oldest first.
+    log: Mutex<VecDeque<LoggedRequest>>,
     fault: Mutex<ActiveFault>,
     desired: watch::Sender<Mode>,
     status: Mutex<LoopStatus>,
@@ -86,7 +92,7 @@ impl StandInState {
         StandInState {
             shared: Arc::new(Shared {
                 store: Mutex::new(Store::default()),
-                log: Mutex::new(Vec::new()),
+                log: Mutex::new(VecDeque::new()),
                 fault: Mutex::new(ActiveFault::None),
                 desired,
                 status: Mutex::new(LoopStatus::NotServed),
@@ -105,9 +111,10 @@ impl StandInState {
             .clone()
     }
 
-    /// Every request received, in order (including ones answered by a fault).
+    /// Every request received, in order (including ones answered by a fault); past
+    /// [`LOG_CAPACITY`] requests, the most recent ones.
     pub fn requests(&self) -> Vec<LoggedRequest> {
-        lock(&self.shared.log).clone()
+        lock(&self.shared.log).iter().cloned().collect()
     }
 
     /// The POST, PUT, PATCH and DELETE requests received, in order.
@@ -213,7 +220,11 @@ impl StandInState {
     }
 
     pub(crate) fn record(&self, request: LoggedRequest) {
-        lock(&self.shared.log).push(request);
+        let mut log = lock(&self.shared.log);
+        if log.len() >= LOG_CAPACITY {
+            log.pop_front();
+        }
+        log.push_back(request);
     }
 
     /// Consumes one unit of the active fault for an incoming request.
@@ -320,5 +331,26 @@ mod tests {
         state.set_fault(Fault::RefuseConnections);
         state.set_fault(Fault::None);
         assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    #[test]
+    fn the_log_keeps_the_most_recent_requests() {
+        let state = StandInState::new();
+        let request = |i: usize| LoggedRequest {
+            method: "GET".into(),
+            path: format!("/admin/identities/{i}"),
+            query: String::new(),
+            body: None,
+        };
+        for i in 0..LOG_CAPACITY + 5 {
+            state.record(request(i));
+        }
+        let log = state.requests();
+        assert_eq!(log.len(), LOG_CAPACITY);
+        assert_eq!(log[0].path, "/admin/identities/5");
+        assert_eq!(
+            log[LOG_CAPACITY - 1].path,
+            format!("/admin/identities/{}", LOG_CAPACITY + 4)
+        );
     }
 }

@@ -9,7 +9,7 @@
 use super::error::ApiError;
 use super::identity::{
     CREDENTIAL_TYPES, CredentialView, FederatedLink, Identity, RecoveryAddress, State, UniqueKey,
-    VerifiableAddress, timestamp,
+    VerifiableAddress, normalize_identifier, timestamp,
 };
 use super::patch;
 use serde::Deserialize;
@@ -369,11 +369,15 @@ impl Store {
         size: usize,
     ) -> (Vec<&Identity>, Option<Uuid>) {
         let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let normalized = match filter {
+            ListFilter::CredentialsIdentifier(wanted) => normalize_identifier(wanted),
+            _ => String::new(),
+        };
         let mut page: Vec<&Identity> = self
             .identities
             .range((lower, Bound::Unbounded))
             .map(|(_, identity)| identity)
-            .filter(|identity| matches_filter(identity, filter))
+            .filter(|identity| matches_filter(identity, filter, &normalized))
             .take(size.saturating_add(1))
             .collect();
         if page.len() > size {
@@ -458,11 +462,11 @@ impl Store {
 
     /// Whether `candidate` takes a unique value another identity already holds.
     fn conflicts(&self, candidate: &Identity) -> bool {
-        let wanted: HashSet<UniqueKey> = candidate.unique_keys().into_iter().collect();
+        let wanted: HashSet<UniqueKey<'_>> = candidate.unique_keys().collect();
         self.identities
             .values()
             .filter(|other| other.id != candidate.id)
-            .any(|other| other.unique_keys().iter().any(|key| wanted.contains(key)))
+            .any(|other| other.unique_keys().any(|key| wanted.contains(&key)))
     }
 }
 
@@ -668,11 +672,14 @@ fn imported_recovery(
         .collect()
 }
 
-fn matches_filter(identity: &Identity, filter: &ListFilter) -> bool {
+/// `normalized`: the normalized form of a `CredentialsIdentifier` filter's value.
+fn matches_filter(identity: &Identity, filter: &ListFilter, normalized: &str) -> bool {
     match filter {
         ListFilter::All => true,
         ListFilter::Ids(ids) => ids.contains(&identity.id),
-        ListFilter::CredentialsIdentifier(wanted) => identity.has_identifier(wanted),
+        ListFilter::CredentialsIdentifier(wanted) => {
+            identity.has_identifier_normalized(wanted, normalized)
+        }
         ListFilter::CredentialsIdentifierSimilar(prefix) => identity.has_identifier_like(prefix),
         ListFilter::Organization(organization) => identity.organization_id == Some(*organization),
     }
