@@ -15,7 +15,9 @@ use super::patch;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::hash_map::Entry as IndexEntry;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
 use std::ops::Bound;
 use std::time::{Duration, SystemTime};
 use uuid::Uuid;
@@ -214,8 +216,40 @@ pub(crate) struct Session {
 pub(crate) struct Store {
     /// Ordered by id, which is Kratos's keyset pagination order.
     identities: BTreeMap<Uuid, Identity>,
+    /// Which identities hold a unique value (credential identifier, verifiable or recovery
+    /// address, external id) with this hash: Kratos's unique indexes, so that a write or a
+    /// credential lookup does not scan every identity. Candidates are confirmed on the identity.
+    index: HashMap<u64, Vec<Uuid>>,
     sessions: Vec<Session>,
     next_seq: u64,
+}
+
+/// The index entry of a unique value.
+fn key_hash(key: &UniqueKey<'_>) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    key.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// The index entry of a credential identifier of any type (what a `credentials_identifier`
+/// lookup searches).
+fn identifier_hash(identifier: &str) -> u64 {
+    key_hash(&UniqueKey::Credential {
+        kind: "",
+        identifier,
+    })
+}
+
+/// Every index entry of `identity`: its unique values, and its credential identifiers again
+/// without their type.
+fn index_hashes(identity: &Identity) -> impl Iterator<Item = u64> + '_ {
+    identity.unique_keys().flat_map(|key| {
+        let typeless = match key {
+            UniqueKey::Credential { identifier, .. } => Some(identifier_hash(identifier)),
+            _ => None,
+        };
+        std::iter::once(key_hash(&key)).chain(typeless)
+    })
 }
 
 impl CreateIdentityBody {
@@ -291,6 +325,7 @@ impl Store {
             return Err(ApiError::create_conflict());
         }
         let id = identity.id;
+        self.index_add(&identity);
         Ok(self.identities.entry(id).or_insert(identity))
     }
 
@@ -355,7 +390,8 @@ impl Store {
 
     /// `DELETE /admin/identities/{id}`; the identity's sessions go with it.
     pub(crate) fn delete(&mut self, id: Uuid) -> Result<(), ApiError> {
-        self.identities.remove(&id).ok_or_else(ApiError::no_rows)?;
+        let removed = self.identities.remove(&id).ok_or_else(ApiError::no_rows)?;
+        self.index_remove(&removed);
         self.sessions.retain(|s| s.identity_id != id);
         Ok(())
     }
@@ -373,10 +409,19 @@ impl Store {
             ListFilter::CredentialsIdentifier(wanted) => normalize_identifier(wanted),
             _ => String::new(),
         };
-        let mut page: Vec<&Identity> = self
-            .identities
-            .range((lower, Bound::Unbounded))
-            .map(|(_, identity)| identity)
+        let candidates: Box<dyn Iterator<Item = &Identity>> = match filter {
+            ListFilter::CredentialsIdentifier(wanted) => Box::new(
+                self.identifier_candidates(wanted, &normalized)
+                    .into_iter()
+                    .filter(move |identity| after.is_none_or(|after| identity.id > after)),
+            ),
+            _ => Box::new(
+                self.identities
+                    .range((lower, Bound::Unbounded))
+                    .map(|(_, identity)| identity),
+            ),
+        };
+        let mut page: Vec<&Identity> = candidates
             .filter(|identity| matches_filter(identity, filter, &normalized))
             .take(size.saturating_add(1))
             .collect();
@@ -451,6 +496,10 @@ impl Store {
         if self.conflicts(&next) {
             return Err(ApiError::update_conflict());
         }
+        if let Some(previous) = self.identities.remove(&next.id) {
+            self.index_remove(&previous);
+        }
+        self.index_add(&next);
         Ok(match self.identities.entry(next.id) {
             Entry::Occupied(mut slot) => {
                 slot.insert(next);
@@ -462,11 +511,51 @@ impl Store {
 
     /// Whether `candidate` takes a unique value another identity already holds.
     fn conflicts(&self, candidate: &Identity) -> bool {
-        let wanted: HashSet<UniqueKey<'_>> = candidate.unique_keys().collect();
-        self.identities
-            .values()
-            .filter(|other| other.id != candidate.id)
-            .any(|other| other.unique_keys().any(|key| wanted.contains(&key)))
+        candidate.unique_keys().any(|key| {
+            self.index
+                .get(&key_hash(&key))
+                .into_iter()
+                .flatten()
+                .filter(|id| **id != candidate.id)
+                .filter_map(|id| self.identities.get(id))
+                .any(|other| other.unique_keys().any(|held| held == key))
+        })
+    }
+
+    fn index_add(&mut self, identity: &Identity) {
+        for hash in index_hashes(identity) {
+            let holders = self.index.entry(hash).or_default();
+            if !holders.contains(&identity.id) {
+                holders.push(identity.id);
+            }
+        }
+    }
+
+    fn index_remove(&mut self, identity: &Identity) {
+        for hash in index_hashes(identity) {
+            if let IndexEntry::Occupied(mut holders) = self.index.entry(hash) {
+                holders.get_mut().retain(|id| *id != identity.id);
+                if holders.get().is_empty() {
+                    holders.remove();
+                }
+            }
+        }
+    }
+
+    /// The identities a `credentials_identifier` lookup can match: those holding an identifier
+    /// equal to the value as sent (`oidc`, `saml`) or normalized (the other types).
+    fn identifier_candidates(&self, wanted: &str, normalized: &str) -> Vec<&Identity> {
+        let mut ids: Vec<Uuid> = [identifier_hash(wanted), identifier_hash(normalized)]
+            .iter()
+            .filter_map(|hash| self.index.get(hash))
+            .flatten()
+            .copied()
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.iter()
+            .filter_map(|id| self.identities.get(id))
+            .collect()
     }
 }
 
@@ -919,5 +1008,57 @@ mod tests {
         store.add_session(id, now()).expect("session");
         store.delete(id).expect("deleted");
         assert_eq!(store.delete_sessions_of(id), Err(ApiError::no_rows()));
+    }
+
+    /// The unique index follows every write: a value an identity gave up (by PATCH or by
+    /// deletion) is free for another identity and no longer finds the old holder; the value
+    /// it took instead is taken.
+    #[test]
+    fn unique_values_follow_patches_and_deletes() {
+        let mut store = Store::default();
+        let lookup = |store: &Store, identifier: &str| -> Vec<Uuid> {
+            let filter = ListFilter::CredentialsIdentifier(identifier.to_owned());
+            store
+                .list(&filter, None, 10)
+                .0
+                .iter()
+                .map(|i| i.id)
+                .collect()
+        };
+        let ada = store
+            .create(oidc_body("ada@x.example", "okta", "1"), now())
+            .expect("ada")
+            .id;
+        assert_eq!(lookup(&store, "okta:1"), vec![ada]);
+        let patch =
+            br#"[{"op": "replace", "path": "/traits/email", "value": "lovelace@x.example"}]"#;
+        store
+            .patch(ada, patch, "http://127.0.0.1", now())
+            .expect("patched");
+        assert_eq!(
+            lookup(&store, "okta:1"),
+            vec![ada],
+            "the credential is kept"
+        );
+
+        // Her old address is free again; her new one is taken.
+        let grace = store
+            .create(oidc_body("ada@x.example", "okta", "2"), now())
+            .expect("the released address can be taken")
+            .id;
+        let err = store
+            .create(oidc_body("Lovelace@x.example", "okta", "3"), now())
+            .unwrap_err();
+        assert_eq!(err, ApiError::create_conflict());
+
+        store.delete(ada).expect("deleted");
+        assert!(lookup(&store, "okta:1").is_empty());
+        let again = store
+            .create(oidc_body("lovelace@x.example", "okta", "1"), now())
+            .expect("a deleted identity's values are free")
+            .id;
+        assert_eq!(lookup(&store, "okta:1"), vec![again]);
+        assert_eq!(lookup(&store, "okta:2"), vec![grace]);
+        assert!(lookup(&store, "okta:3").is_empty());
     }
 }
