@@ -13,9 +13,11 @@
 //! one second of evaluation, plus an allocation budget ([`guard`]). A runaway mapper ends in a
 //! [`MapperError`] on its own thread; the process and the other evaluator threads carry on.
 //!
-//! jrsonnet's state is `!Send`, so evaluation happens on dedicated threads ([`MapperEngine`]),
-//! each owning an [`Evaluator`] with every mapper compiled once when the thread starts. Callers
-//! hand over JSON and get JSON back, from sync code or async code.
+//! jrsonnet's state is `!Send`, so evaluation happens where an [`Evaluator`] lives, with every
+//! mapper compiled once: on dedicated threads, or (the default for `serve`, `check` and `map`)
+//! in worker processes ([`process`]) that async callers reach directly while a worker is idle
+//! and through relay threads when all are busy ([`MapperEngine`]). Callers hand over JSON and
+//! get JSON back, from sync code or async code.
 
 pub mod guard;
 pub mod process;

@@ -9,9 +9,10 @@
 //!
 //! - a worker is this same executable run as `kratos-jit mapper-worker`; it limits its own address
 //!   space (`RLIMIT_AS`), compiles every mapper once, then answers one JSON line per request;
-//! - the parent waits for each answer with a deadline (`poll(2)`); a worker that misses it is
-//!   killed and replaced, a worker that dies (out of memory, abort) is replaced and its request
-//!   answered with [`MapperError::WorkerCrashed`];
+//! - the parent waits for each answer with a deadline (on the async caller's reactor, or in
+//!   `poll(2)` on a relay thread); a worker that misses it is killed and replaced, a worker
+//!   that dies (out of memory, abort) is replaced and its request answered with
+//!   [`MapperError::WorkerCrashed`];
 //! - one worker serves one request at a time, so a runaway only ever holds its own worker.
 
 use std::io::{BufRead, Read, Write};
