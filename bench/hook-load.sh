@@ -56,13 +56,15 @@ check=$(curl -sS -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $secre
 probe() { # seconds -> prints "min / median" in ms
   python3 - "$1" <<'PY'
 import sys, time
+def once():
+    t = time.perf_counter(); s = 0
+    for i in range(20000): s += i * i
+    return (time.perf_counter() - t) * 1000
 end = time.monotonic() + float(sys.argv[1])
 times = []
 while time.monotonic() < end:
     time.sleep(0.1)
-    t = time.perf_counter(); s = 0
-    for i in range(20000): s += i * i
-    times.append((time.perf_counter() - t) * 1000)
+    times.append(once())
 times.sort()
 print(f"{times[0]:.2f} / {times[len(times) // 2]:.2f}")
 PY
