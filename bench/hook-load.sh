@@ -50,46 +50,22 @@ url=http://127.0.0.1:$port/v1/hooks/registration
 check=$(curl -sS -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $secret" -H 'Content-Type: application/json' --data-binary @"$out/body.json" "$url")
 [[ $check == 200 ]] || { echo "the hook answered $check, not 200" >&2; cat "$out/serve.log" >&2; exit 1; }
 
-# This VM's speed drifts by up to 2x over minutes, invisibly from inside. While each run goes on,
-# a fixed CPU-bound loop (about 1 ms at the machine's best) is timed every 100 ms, as in
-# bench/provision_load.py; its min / median are printed with the run.
-probe() { # seconds -> prints "min / median" in ms
-  python3 - "$1" <<'PY'
-import sys, time
-def once():
-    t = time.perf_counter(); s = 0
-    for i in range(20000): s += i * i
-    return (time.perf_counter() - t) * 1000
-end = time.monotonic() + float(sys.argv[1])
-times = []
-while time.monotonic() < end:
-    time.sleep(0.1)
-    times.append(once())
-times.sort()
-print(f"{times[0]:.2f} / {times[len(times) // 2]:.2f}")
-PY
-}
-
 run() { # name, extra oha flags...
   local name=$1; shift
-  probe "$DURATION" >"$out/$name.probe" &
-  local prober=$!
   oha -z "${DURATION}s" -c "$CONNECTIONS" --no-tui --output-format json -m POST \
     -H "Authorization: Bearer $secret" -T application/json -D "$out/body.json" "$@" "$url" >"$out/$name.json"
-  wait "$prober"
-  python3 - "$name" "$out/$name.json" "$(cat "$out/$name.probe")" <<'PY'
+  python3 - "$name" "$out/$name.json" <<'PY'
 import json, sys
-name, path, speed = sys.argv[1:4]
+name, path = sys.argv[1], sys.argv[2]
 r = json.load(open(path))
 s, p = r["summary"], r["latencyPercentiles"]
 codes = r.get("statusCodeDistribution", {})
 bad = sum(v for k, v in codes.items() if k != "200")
 print(f"{name:>12}: {s['requestsPerSec']:8.0f} req/s  p50 {p['p50']*1e3:6.2f} ms  p99 {p['p99']*1e3:6.2f} ms  "
-      f"non-200 {bad}  errors {sum(r.get('errorDistribution', {}).values())}  "
-      f"speed probe {speed} ms")
+      f"non-200 {bad}  errors {sum(r.get('errorDistribution', {}).values())}")
 PY
 }
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs); load before: $(cut -d' ' -f1-3 /proc/loadavg); speed probe when idle: $(probe 2) ms"
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs); load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 run "max"
 sleep 5 # let the open-throttle run's connections and queues drain
 run "rate-${RATE}" -q "$RATE" --latency-correction

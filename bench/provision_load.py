@@ -25,7 +25,6 @@ import socket
 import struct
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -439,8 +438,6 @@ def cmd_run(args):
     with open(os.path.join(args.out, f"{args.name}.{args.attempt}.cmd"), "w") as f:
         for command in full:
             f.write(shlex.join(command) + "\n")
-    probe = SpeedProbe()
-    probe.start()
     processes = [
         subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=open(o + ".stderr", "w"))
         for c, o in zip(full, outputs)
@@ -456,7 +453,6 @@ def cmd_run(args):
         if rc != 0:
             failed.append((shlex.join(c), rc))
     elapsed = time.monotonic() - started
-    speed = probe.finish()
     time.sleep(0.3)  # the last log lines
     children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     busy1, total1 = read_cpu_busy()
@@ -518,7 +514,6 @@ def cmd_run(args):
             "other_core_s": other_cpu,
         },
         "waited_for_idle_s": round(waited, 1),
-        "speed_probe": speed,
         # Time (ms) in which some / all runnable tasks of the machine stalled on CPU, memory, I/O.
         "pressure_stall_ms": {k: round((psi1[k] - psi0.get(k, 0)) / 1000, 1) for k in psi1},
         "attempt": args.attempt,
@@ -592,44 +587,6 @@ def cmd_meta(args):
     save_json(args.results, results)
 
 
-PROBE_LOOP = 20_000  # iterations: about 1 ms of Python on this machine at its best
-
-
-def probe_once():
-    """One timing of a fixed CPU-bound loop, in ms."""
-    started = time.perf_counter()
-    total = 0
-    for i in range(PROBE_LOOP):
-        total += i * i
-    return (time.perf_counter() - started) * 1000
-
-
-class SpeedProbe(threading.Thread):
-    """Times the probe loop every 100 ms while a run goes on (about 1 % of one core): how fast
-    this VM ran during the run. Its speed drifts by 2x over minutes, invisibly from inside."""
-
-    def __init__(self):
-        super().__init__(daemon=True)
-        self.times = []
-        self.done = threading.Event()
-
-    def run(self):
-        while not self.done.wait(0.1):
-            self.times.append(probe_once())
-
-    def finish(self):
-        self.done.set()
-        self.join()
-        values = sorted(self.times)
-        if not values:
-            return {}
-        return {
-            "n": len(values),
-            "min_ms": round(values[0], 3),
-            "p50_ms": round(percentile(values, 50), 3),
-        }
-
-
 def busy_cores(seconds):
     busy0, _ = read_cpu_busy()
     time.sleep(seconds)
@@ -647,18 +604,11 @@ def cmd_idle_check(args):
     top = subprocess.run(
         ["ps", "-eo", "pcpu,comm", "--sort=-pcpu"], capture_output=True, text=True
     ).stdout.splitlines()[1:6]
-    # Spaced like the probe during runs: back-to-back loops run slower on this VM.
-    idle = SpeedProbe()
-    idle.start()
-    time.sleep(3)
-    idle_probe = idle.finish()
     results = load_json(args.results, {"runs": []})
     results.setdefault("meta", {})["idle_check"] = {
         "busy_cores_3s": round(busy, 2),
         "loadavg": loadavg(),
         "top": [" ".join(t.split()) for t in top],
-        "probe_min_ms": idle_probe.get("min_ms"),
-        "probe_p50_ms": idle_probe.get("p50_ms"),
     }
     save_json(args.results, results)
     state = "idle" if busy <= args.threshold else "NOT idle"
@@ -989,13 +939,8 @@ def cmd_report(args):
         w("")
     w("Every run (discarded attempts included): what the sidecar logged, CPU, load, memory:")
     w("")
-    idle = results.get("meta", {}).get("idle_check", {})
-    w(f"Machine speed: a fixed CPU-bound loop is timed every 100 ms during each run (the last "
-      f"column, min / median in ms). On the idle machine before the runs it took "
-      f"{fmt(idle.get('probe_min_ms'), 3)} / {fmt(idle.get('probe_p50_ms'), 3)} ms.")
-    w("")
-    w("| run | requests | non-2xx (status / errors) | p99.9 / max (ms) | actions logged by the sidecar | sidecar CPU µs/request: server + mapper workers | stand-in CPU µs/request | oha CPU (core-s) | other processes (cores) | loadavg before | memory / I/O stall, some (ms) | log warnings / errors | RSS after (MiB): server / each mapper worker / stand-in | speed probe min / median (ms) |")
-    w("| --- | ---: | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |")
+    w("| run | requests | non-2xx (status / errors) | p99.9 / max (ms) | actions logged by the sidecar | sidecar CPU µs/request: server + mapper workers | stand-in CPU µs/request | oha CPU (core-s) | other processes (cores) | loadavg before | memory / I/O stall, some (ms) | log warnings / errors | RSS after (MiB): server / each mapper worker / stand-in |")
+    w("| --- | ---: | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |")
     for run in results["runs"]:
         o = run["oha"][0]
         cpu = run["cpu"]
@@ -1013,7 +958,6 @@ def cmd_report(args):
         actions = ", ".join(f"{k} {v}" for k, v in sorted(run["actions"].items())) or "—"
         warnings = ", ".join(f"{k} ×{v}" for k, v in run["log_problems"].items()) or "none"
         other = cpu["other_core_s"] / max(run["elapsed_s"], 1e-9)
-        speed = run.get("speed_probe", {})
         w(
             f"| {label(run)} | {requests} | {bad} | {fmt(o['p99.9_ms'])} / {fmt(o['max_ms'])} | {actions} | "
             f"{sidecar_cpu} | {fmt(per_req(cpu['standin_core_s']), 0)} | {fmt(cpu['oha_core_s'], 1)} | "
@@ -1021,8 +965,7 @@ def cmd_report(args):
             f"{fmt(run.get('pressure_stall_ms', {}).get('memory_some'), 1)} / {fmt(run.get('pressure_stall_ms', {}).get('io_some'), 1)} | {warnings} | "
             f"{run['rss_kib']['sidecar'] / 1024:.0f} / "
             f"{', '.join(f'{r / 1024:.0f}' for r in run['rss_kib']['mapper_workers']) or '—'} / "
-            f"{run['rss_kib']['standin'] / 1024:.0f} | "
-            f"{fmt(speed.get('min_ms'), 3)} / {fmt(speed.get('p50_ms'), 3)} |"
+            f"{run['rss_kib']['standin'] / 1024:.0f} |"
         )
     samples = results.get("samples", {})
     if samples:
