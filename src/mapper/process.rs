@@ -328,17 +328,10 @@ impl Worker {
         deadline: Instant,
     ) -> Result<Result<Value, MapperError>, MapperError> {
         self.wait_until_idle(deadline)?;
-        let line = encode(&Request {
-            provider,
-            claims,
-            identity,
-        })?;
-        self.send(&line, deadline)?;
+        self.send(&request_line(provider, claims, identity)?, deadline)?;
         answer(self.receive(deadline)?)
     }
-}
 
-impl Worker {
     /// [`Self::evaluate`] for async callers, with the same contract. The future must be run to
     /// its end: dropped mid-way, it leaves an answer nobody reads, and the worker must go too.
     pub async fn evaluate_async(
@@ -350,14 +343,9 @@ impl Worker {
     ) -> Result<Result<Value, MapperError>, MapperError> {
         let exchange = async {
             self.wait_until_idle_async().await?;
-            let line = encode(&Request {
-                provider,
-                claims,
-                identity,
-            })?;
             // An idle worker is blocked reading its stdin, so the pipe (64 KiB) is empty and a
             // request fits at once; only a larger one waits, briefly, in `send`'s poll(2).
-            self.send(&line, deadline)?;
+            self.send(&request_line(provider, claims, identity)?, deadline)?;
             answer(self.receive_async().await?)
         };
         match tokio::time::timeout_at(deadline.into(), exchange).await {
@@ -365,6 +353,18 @@ impl Worker {
             Err(_) => Err(MapperError::Timeout(Duration::ZERO)),
         }
     }
+}
+
+fn request_line(
+    provider: &str,
+    claims: Claims<'_>,
+    identity: &Value,
+) -> Result<Vec<u8>, MapperError> {
+    encode(&Request {
+        provider,
+        claims,
+        identity,
+    })
 }
 
 fn expect_ready(response: Response) -> Result<(), MapperError> {
