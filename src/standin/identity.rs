@@ -263,7 +263,7 @@ impl Identity {
     }
 
     /// [`Self::has_identifier`] with the normalized form computed once by the caller (a list
-    /// call compares it with every identity).
+    /// call confirms every candidate its index found with it).
     pub(crate) fn has_identifier_normalized(&self, wanted: &str, normalized: &str) -> bool {
         self.credentials.iter().any(|(kind, credential)| {
             let wanted = if is_federated(kind) {
