@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Evaluate a claims mapper the way Ory Kratos does, with go-jsonnet (the reference engine).
 
-Usage: gojsonnet-eval.py MAPPER.jsonnet CLAIMS.json [IDENTITY.json]
+Usage: gojsonnet-eval.py [--no-identity] MAPPER.jsonnet CLAIMS.json [IDENTITY.json]
 
 Kratos (selfservice/strategy/oidc, go-jsonnet v0.21.0 via ory/x jsonnetsecure) binds the
 claims object as ext code `claims` and, on master with `update_identity_on_login`, the
 current identity as ext code `identity` ({"traits":{},"metadata_public":{},"metadata_admin":{}}
 at registration). It allows no imports (ErrorImporter: "import not available").
+--no-identity binds `claims` alone, as Kratos v26.2.0 does.
 
 Needs `pip install gojsonnet==0.21.0` (the version Kratos pins).
 Prints the result as JSON with sorted keys on stdout; on a Jsonnet error prints the
@@ -33,13 +34,16 @@ def read_text(path):
 
 
 def main(argv):
-    if len(argv) not in (3, 4):
-        print("usage: gojsonnet-eval.py MAPPER.jsonnet CLAIMS.json [IDENTITY.json]", file=sys.stderr)
+    bind_identity = "--no-identity" not in argv[1:2]
+    args = argv[1:] if bind_identity else argv[2:]
+    if len(args) not in (2, 3) or (len(args) == 3 and not bind_identity):
+        print("usage: gojsonnet-eval.py [--no-identity] MAPPER.jsonnet CLAIMS.json [IDENTITY.json]", file=sys.stderr)
         return 2
-    mapper, claims_path = argv[1], argv[2]
+    mapper, claims_path = args[0], args[1]
     try:
-        claims = read_text(claims_path)
-        identity = read_text(argv[3]) if len(argv) == 4 else EMPTY_IDENTITY
+        ext_codes = {"claims": read_text(claims_path)}
+        if bind_identity:
+            ext_codes["identity"] = read_text(args[2]) if len(args) == 3 else EMPTY_IDENTITY
     except OSError as e:
         print(f"gojsonnet-eval: {e}", file=sys.stderr)
         return 2
@@ -48,7 +52,7 @@ def main(argv):
         out = _gojsonnet.evaluate_file(
             mapper,
             max_stack=MAX_STACK,
-            ext_codes={"claims": claims, "identity": identity},
+            ext_codes=ext_codes,
             import_callback=refuse_import,
         )
     except RuntimeError as e:

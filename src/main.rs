@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use kratos_jit::carrier::IdentityVar;
 use kratos_jit::check;
 use kratos_jit::mapper::{Isolation, Limits, MapperEngine, WorkerProgram, process};
 use kratos_jit::provider::Providers;
@@ -46,11 +47,18 @@ enum Command {
     },
     /// Print the Kratos-side claims mapper for a provider (its mapper, carrying the claims to the hooks).
     KratosMapper {
+        /// The provider: its folder name under `--dir`.
         #[arg(long)]
         provider: String,
         /// The providers directory.
         #[arg(long, default_value = "mappers")]
         dir: PathBuf,
+        /// For a Kratos that passes `std.extVar('identity')` to its mappers (Kratos master, the
+        /// enterprise build ≥ v26.2.2): needed with `update_identity_on_login: automatic`.
+        /// Without it the mapper reads the identity of a registration, which is when Kratos
+        /// v26.2.0 (no such variable) runs it.
+        #[arg(long)]
+        identity_from_kratos: bool,
     },
     /// Serve the provisioning API (`POST /v1/provision`).
     Serve {
@@ -216,7 +224,18 @@ fn main() -> ExitCode {
             run_serve(config.as_deref(), dev)
         }
         Command::Check { dir } => run_check(&dir),
-        Command::KratosMapper { provider, dir } => run_kratos_mapper(&dir, &provider),
+        Command::KratosMapper {
+            provider,
+            dir,
+            identity_from_kratos,
+        } => {
+            let identity = if identity_from_kratos {
+                IdentityVar::FromKratos
+            } else {
+                IdentityVar::Registration
+            };
+            run_kratos_mapper(&dir, &provider, identity)
+        }
         Command::Standin { listen } => run_standin(listen),
         Command::Map {
             provider,
@@ -312,11 +331,18 @@ fn run_check(dir: &Path) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn run_kratos_mapper(dir: &Path, provider: &str) -> anyhow::Result<ExitCode> {
+fn run_kratos_mapper(
+    dir: &Path,
+    provider: &str,
+    identity: IdentityVar,
+) -> anyhow::Result<ExitCode> {
     let path = dir.join(provider).join("mapper.jsonnet");
     let source =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    print!("{}", kratos_jit::carrier::kratos_mapper(provider, &source));
+    print!(
+        "{}",
+        kratos_jit::carrier::kratos_mapper(provider, &source, identity)
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -8,9 +8,11 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use jrsonnet_evaluator::manifest::JsonFormat;
 use jrsonnet_evaluator::tla::{TlaArg, apply_tla};
 use jrsonnet_evaluator::trace::PathResolver;
 use jrsonnet_evaluator::{State, Val};
+use kratos_jit::mapper::{Evaluator, Limits, MapperError, MapperSource, empty_identity};
 use serde::Deserialize as _;
 use serde_json::{Value, json};
 
@@ -192,9 +194,19 @@ fn the_generated_kratos_side_mappers_are_up_to_date() {
         "deploy/kratos/mappers/ must hold exactly one generated mapper per provider in mappers/"
     );
 
+    let config = kratos_yml();
     for id in provider_ids() {
+        // A Kratos that re-runs the mapper at login passes the current identity itself, and the
+        // mapper must see it; otherwise (Kratos v26.2.0) the carrier binds a registration's.
+        let updates_on_login = oidc_providers(&config)
+            .iter()
+            .any(|p| p["id"] == id.as_str() && p["update_identity_on_login"] == "automatic");
+        let mut args = vec!["kratos-mapper", "--provider", &id];
+        if updates_on_login {
+            args.push("--identity-from-kratos");
+        }
         let out = Command::new(env!("CARGO_BIN_EXE_kratos-jit"))
-            .args(["kratos-mapper", "--provider", &id])
+            .args(&args)
             .current_dir(repo())
             .output()
             .expect("running kratos-jit kratos-mapper");
@@ -207,8 +219,123 @@ fn the_generated_kratos_side_mappers_are_up_to_date() {
         assert!(
             generated == read(&repo().join(format!("deploy/kratos/mappers/{id}.jsonnet"))),
             "deploy/kratos/mappers/{id}.jsonnet is not what Kratos should run for mappers/{id}/; \
-             regenerate it: cargo run -- kratos-mapper --provider {id} > deploy/kratos/mappers/{id}.jsonnet"
+             regenerate it: cargo run -- {} > deploy/kratos/mappers/{id}.jsonnet",
+            args.join(" ")
         );
+    }
+}
+
+/// Every provider's registration fixtures (`tests/<case>.claims.json` with no
+/// `<case>.identity.json`: the login that creates the identity).
+fn registration_fixtures() -> Vec<(String, PathBuf)> {
+    let mut cases = Vec::new();
+    for id in provider_ids() {
+        let dir = repo().join("mappers").join(&id).join("tests");
+        let mut claims: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.to_string_lossy().ends_with(".claims.json"))
+            .filter(|path| {
+                let identity = path
+                    .to_string_lossy()
+                    .replace(".claims.json", ".identity.json");
+                !Path::new(&identity).exists()
+            })
+            .collect();
+        claims.sort();
+        cases.extend(claims.into_iter().map(|path| (id.clone(), path)));
+    }
+    cases
+}
+
+/// A Kratos-side mapper's identity without the carried claims: what the provider's own mapper
+/// gave.
+fn without_carried_claims(mut identity: Value) -> Value {
+    let public = identity["metadata_public"]
+        .as_object_mut()
+        .expect("the carrier always writes metadata_public");
+    assert!(
+        public.remove("kratos_jit_claims").is_some(),
+        "no carried claims"
+    );
+    if public.is_empty() {
+        identity.as_object_mut().unwrap().remove("metadata_public");
+    }
+    identity
+}
+
+/// Kratos v26.2.0 binds only `claims` and runs the mapper only at registration. There each
+/// committed Kratos-side mapper must give what kratos-jit's own evaluation of the provider's
+/// mapper gives (with the empty identity of a registration): the same identity, or the same
+/// refusal. entra-globex reads `std.extVar('identity')` on group overage, which Kratos v26.2.0
+/// does not define.
+#[test]
+fn every_kratos_side_mapper_maps_a_registration_as_kratos_jit_does_in_kratos_v26_2_0() {
+    let cases = registration_fixtures();
+    assert!(
+        cases
+            .iter()
+            .any(|(_, path)| path.ends_with("group-overage-new-user.claims.json")),
+        "the entra-globex overage case is among the fixtures"
+    );
+    for (id, claims_path) in cases {
+        let case = claims_path.display();
+        let claims = json_file(&claims_path);
+        let source = read(&repo().join("mappers").join(&id).join("mapper.jsonnet"));
+        let ours = Evaluator::new(
+            &[MapperSource::new(&id, "mapper.jsonnet", &source)],
+            Limits::default(),
+        )
+        .unwrap()
+        .evaluate(&id, &claims, &empty_identity());
+        match (ours, kratos_side_mapping(&id, &claims)) {
+            (Ok(ours), Ok(kratos)) => {
+                assert_eq!(without_carried_claims(kratos), ours["identity"], "{case}")
+            }
+            (Err(MapperError::Denied { message, .. }), Err(kratos)) => {
+                assert!(kratos.contains(&message), "{case}: {kratos}")
+            }
+            (ours, kratos) => panic!("{case}: kratos-jit gave {ours:?}, Kratos {kratos:?}"),
+        }
+    }
+}
+
+/// The same with go-jsonnet, the engine Kratos embeds (scripts/gojsonnet-eval.py).
+#[test]
+fn every_kratos_side_mapper_maps_a_registration_alike_in_go_jsonnet() {
+    let go_jsonnet = |args: &[&str]| {
+        let out = Command::new("python3")
+            .arg("scripts/gojsonnet-eval.py")
+            .args(args)
+            .current_dir(repo())
+            .output()
+            .expect("python3 runs");
+        assert!(
+            out.status.code() != Some(2),
+            "gojsonnet-eval.py {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.status
+            .success()
+            .then(|| serde_json::from_slice::<Value>(&out.stdout).unwrap())
+    };
+    for (id, claims_path) in registration_fixtures() {
+        let claims = claims_path.to_str().unwrap();
+        let mapper = format!("mappers/{id}/mapper.jsonnet");
+        let carrier = format!("deploy/kratos/mappers/{id}.jsonnet");
+        // The provider's mapper as Kratos master runs it at registration, and the committed
+        // Kratos-side mapper as Kratos v26.2.0 runs it.
+        let reference = go_jsonnet(&[&mapper, claims]);
+        let kratos = go_jsonnet(&["--no-identity", &carrier, claims]);
+        match (reference, kratos) {
+            (Some(reference), Some(kratos)) => assert_eq!(
+                without_carried_claims(kratos["identity"].clone()),
+                reference["identity"],
+                "{claims}"
+            ),
+            (None, None) => {}
+            (reference, kratos) => panic!("{claims}: {reference:?} against {kratos:?}"),
+        }
     }
 }
 
@@ -368,16 +495,20 @@ fn to_json(val: Val) -> Value {
 }
 
 /// What the committed Kratos-side mapper of `provider` outputs for `claims`, with only the
-/// `claims` ext var bound, as in Kratos v26.2.0.
-fn kratos_side_mapper(provider: &str, claims: &Value) -> Value {
+/// `claims` ext var bound, as in Kratos v26.2.0: its `identity`, or the error.
+fn kratos_side_mapping(provider: &str, claims: &Value) -> Result<Value, String> {
     let (state, std_ctx) = jsonnet();
     std_ctx.add_ext_var("claims".into(), Val::deserialize(claims).unwrap());
     let path = repo().join(format!("deploy/kratos/mappers/{provider}.jsonnet"));
-    let out = state
+    state
         .evaluate_snippet(path.display().to_string(), read(&path))
-        .map(to_json)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    out["identity"].clone()
+        .and_then(|val| val.manifest(JsonFormat::minify()))
+        .map(|json| serde_json::from_str::<Value>(&json).unwrap()["identity"].clone())
+        .map_err(|e| e.to_string())
+}
+
+fn kratos_side_mapper(provider: &str, claims: &Value) -> Value {
+    kratos_side_mapping(provider, claims).unwrap_or_else(|e| panic!("{provider}: {e}"))
 }
 
 /// The body Kratos would send: `template` (`function(ctx) ...`) applied to `ctx` as a

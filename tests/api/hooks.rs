@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use kratos_jit::carrier::{CARRIED_CLAIMS_KEY, kratos_mapper};
+use kratos_jit::carrier::{CARRIED_CLAIMS_KEY, IdentityVar, kratos_mapper};
 use kratos_jit::mapper::{Evaluator, Limits, MapperError, MapperSource, empty_identity};
 use serde_json::{Value, json};
 
@@ -30,8 +30,12 @@ fn kratos_side_mapping(provider: &str, claims: &Value) -> Result<Value, MapperEr
             .join(provider)
             .join("mapper.jsonnet"),
     );
-    evaluate("carrier.jsonnet", &kratos_mapper(provider, &source), claims)
-        .map(|out| out["identity"].clone())
+    evaluate(
+        "carrier.jsonnet",
+        &kratos_mapper(provider, &source, IdentityVar::Registration),
+        claims,
+    )
+    .map(|out| out["identity"].clone())
 }
 
 /// The `ctx` fixture of `flow`, holding the identity Kratos built with the carrier mapper.

@@ -2,7 +2,16 @@
 // Kratos's claims mapper for provider entra-globex: the provider's own mapper (mappers/entra-globex/mapper.jsonnet),
 // whose output also carries the claims to kratos-jit's web hooks under
 // metadata_public.kratos_jit_claims. The registration hook removes them before Kratos persists the identity.
+// Kratos v26.2.0 defines no std.extVar('identity') and runs this mapper only when it creates the
+// identity, so the mapper gets the identity Kratos master passes at that point. For a Kratos that
+// passes its own (update_identity_on_login: automatic), generate with --identity-from-kratos.
+local kratosJitStd = std + {
+  extVar(name):: if name == 'identity'
+    then { traits: {}, metadata_public: {}, metadata_admin: {} }
+    else std.extVar(name),
+};
 local kratosJitMapped = (
+local std = kratosJitStd;
 // Claims mapper for provider "entra-globex": Globex Corporation's Microsoft Entra ID, SAML,
 // bridged to OIDC by Ory Polis.
 //
