@@ -2,9 +2,9 @@
 // Kratos's claims mapper for provider onelogin-initech: the provider's own mapper (mappers/onelogin-initech/mapper.jsonnet),
 // whose output also carries the claims to kratos-jit's web hooks under
 // metadata_public.kratos_jit_claims. The registration hook removes them before Kratos persists the identity.
-// Kratos v26.2.0 defines no std.extVar('identity') and runs this mapper only when it creates the
-// identity, so the mapper gets the identity Kratos master passes at that point. For a Kratos that
-// passes its own (update_identity_on_login: automatic), generate with --identity-from-kratos.
+// Kratos v26.2.0 defines no std.extVar('identity') and runs this mapper only in the registration
+// flow, so the mapper gets the identity Kratos master passes there. For a Kratos that passes its
+// own (update_identity_on_login: automatic), generate with --identity-from-kratos.
 local kratosJitStd = std + {
   extVar(name):: if name == 'identity'
     then { traits: {}, metadata_public: {}, metadata_admin: {} }
