@@ -14,8 +14,7 @@ use super::identity::{
 use super::patch;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::collections::btree_map::Entry;
-use std::collections::hash_map::Entry as IndexEntry;
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::ops::Bound;
@@ -500,13 +499,8 @@ impl Store {
             self.index_remove(&previous);
         }
         self.index_add(&next);
-        Ok(match self.identities.entry(next.id) {
-            Entry::Occupied(mut slot) => {
-                slot.insert(next);
-                slot.into_mut()
-            }
-            Entry::Vacant(slot) => slot.insert(next),
-        })
+        // Taken out above, so the slot is free.
+        Ok(self.identities.entry(next.id).or_insert(next))
     }
 
     /// Whether `candidate` takes a unique value another identity already holds.
@@ -533,7 +527,7 @@ impl Store {
 
     fn index_remove(&mut self, identity: &Identity) {
         for hash in index_hashes(identity) {
-            if let IndexEntry::Occupied(mut holders) = self.index.entry(hash) {
+            if let Entry::Occupied(mut holders) = self.index.entry(hash) {
                 holders.get_mut().retain(|id| *id != identity.id);
                 if holders.get().is_empty() {
                     holders.remove();
