@@ -13,6 +13,7 @@ use jrsonnet_evaluator::tla::{TlaArg, apply_tla};
 use jrsonnet_evaluator::trace::PathResolver;
 use jrsonnet_evaluator::{State, Val};
 use kratos_jit::mapper::{Evaluator, Limits, MapperError, MapperSource, empty_identity};
+use kratos_jit::provider::{Fixture, Providers};
 use serde::Deserialize as _;
 use serde_json::{Value, json};
 
@@ -225,27 +226,23 @@ fn the_generated_kratos_side_mappers_are_up_to_date() {
     }
 }
 
-/// Every provider's registration fixtures (`tests/<case>.claims.json` with no
-/// `<case>.identity.json`: the login that creates the identity).
-fn registration_fixtures() -> Vec<(String, PathBuf)> {
-    let mut cases = Vec::new();
-    for id in provider_ids() {
-        let dir = repo().join("mappers").join(&id).join("tests");
-        let mut claims: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|entry| entry.unwrap().path())
-            .filter(|path| path.to_string_lossy().ends_with(".claims.json"))
-            .filter(|path| {
-                let identity = path
-                    .to_string_lossy()
-                    .replace(".claims.json", ".identity.json");
-                !Path::new(&identity).exists()
-            })
-            .collect();
-        claims.sort();
-        cases.extend(claims.into_iter().map(|path| (id.clone(), path)));
-    }
-    cases
+/// The sample providers as `kratos-jit check` loads them.
+fn sample_providers() -> Providers {
+    Providers::load(&repo().join("mappers"))
+        .unwrap_or_else(|errors| panic!("the sample providers do not load: {errors:?}"))
+        .0
+}
+
+/// Every provider's registration fixtures: the cases without a current identity, the login that
+/// creates it.
+fn registration_fixtures(providers: &Providers) -> impl Iterator<Item = (&str, &Fixture)> {
+    providers.iter().flat_map(|provider| {
+        provider
+            .fixtures
+            .iter()
+            .filter(|fixture| fixture.identity.is_none())
+            .map(|fixture| (provider.id.as_str(), fixture))
+    })
 }
 
 /// A Kratos-side mapper's identity without the carried claims: what the provider's own mapper
@@ -271,24 +268,19 @@ fn without_carried_claims(mut identity: Value) -> Value {
 /// does not define.
 #[test]
 fn every_kratos_side_mapper_maps_a_registration_as_kratos_jit_does_in_kratos_v26_2_0() {
-    let cases = registration_fixtures();
+    let providers = sample_providers();
     assert!(
-        cases
-            .iter()
-            .any(|(_, path)| path.ends_with("group-overage-new-user.claims.json")),
+        registration_fixtures(&providers)
+            .any(|(_, fixture)| fixture.name == "group-overage-new-user"),
         "the entra-globex overage case is among the fixtures"
     );
-    for (id, claims_path) in cases {
-        let case = claims_path.display();
-        let claims = json_file(&claims_path);
-        let source = read(&repo().join("mappers").join(&id).join("mapper.jsonnet"));
-        let ours = Evaluator::new(
-            &[MapperSource::new(&id, "mapper.jsonnet", &source)],
-            Limits::default(),
-        )
-        .unwrap()
-        .evaluate(&id, &claims, &empty_identity());
-        match (ours, kratos_side_mapping(&id, &claims)) {
+    let sources: Vec<MapperSource> = providers.iter().map(|p| p.mapper.clone()).collect();
+    let evaluator = Evaluator::new(&sources, Limits::default()).unwrap();
+    for (id, fixture) in registration_fixtures(&providers) {
+        let case = fixture.claims_path.display();
+        let claims = &fixture.claims;
+        let ours = evaluator.evaluate(id, claims, &empty_identity());
+        match (ours, kratos_side_mapping(id, claims)) {
             (Ok(ours), Ok(kratos)) => {
                 assert_eq!(without_carried_claims(kratos), ours["identity"], "{case}")
             }
@@ -319,8 +311,9 @@ fn every_kratos_side_mapper_maps_a_registration_alike_in_go_jsonnet() {
             .success()
             .then(|| serde_json::from_slice::<Value>(&out.stdout).unwrap())
     };
-    for (id, claims_path) in registration_fixtures() {
-        let claims = claims_path.to_str().unwrap();
+    let providers = sample_providers();
+    for (id, fixture) in registration_fixtures(&providers) {
+        let claims = fixture.claims_path.to_str().unwrap();
         let mapper = format!("mappers/{id}/mapper.jsonnet");
         let carrier = format!("deploy/kratos/mappers/{id}.jsonnet");
         // The provider's mapper as Kratos master runs it at registration, and the committed
