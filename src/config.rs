@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use toml::de::{DeTable, DeValue};
 
-/// Secrets are redacted in one place: the type the Kratos adapter uses for its credentials.
-pub use crate::kratos::http::Secret;
+pub use crate::kratos::http::KratosSettings;
+pub use crate::secret::Secret;
 
 /// The validated configuration of `kratos-jit serve`.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,21 +25,11 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The `mappers/` tree.
     pub providers: PathBuf,
-    pub kratos: KratosConfig,
+    pub kratos: KratosSettings,
     pub api: ApiConfig,
     pub hooks: HooksConfig,
     pub mapper: MapperConfig,
     pub token: TokenConfig,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct KratosConfig {
-    pub admin_url: String,
-    /// `Authorization: Bearer` for the admin API (Ory Network, or a proxy in front of Kratos).
-    pub bearer_token: Option<Secret>,
-    pub request_timeout: Duration,
-    pub deadline: Duration,
-    pub max_retries: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -118,6 +108,9 @@ const KEYS: &[&str] = &[
     "kratos.admin_url",
     "kratos.bearer_token",
     "kratos.bearer_token_file",
+    "kratos.basic_auth_username",
+    "kratos.basic_auth_password",
+    "kratos.basic_auth_password_file",
     "kratos.request_timeout",
     "kratos.deadline",
     "kratos.max_retries",
@@ -206,9 +199,10 @@ pub fn load_from(
             s.parse::<SocketAddr>().map_err(|e| e.to_string())
         }),
         providers: r.path("providers", "mappers"),
-        kratos: KratosConfig {
+        kratos: KratosSettings {
             admin_url: r.parse("kratos.admin_url", "http://127.0.0.1:4434", parse_http_url),
             bearer_token: r.secret("kratos.bearer_token"),
+            basic_auth: r.basic_auth("kratos.basic_auth_username", "kratos.basic_auth_password"),
             request_timeout: r.duration("kratos.request_timeout", "2s"),
             deadline: r.duration("kratos.deadline", "5s"),
             max_retries: r.integer("kratos.max_retries", 2, 0, 10) as u32,
@@ -251,6 +245,15 @@ pub fn load_from(
             "no API secret is configured: set api.secrets_file (or KRATOS_JIT__API__SECRETS) for POST /v1/provision and/or hooks.secrets_file (KRATOS_JIT__HOOKS__SECRETS) for the Kratos web hooks".into(),
         );
     }
+    // The adapter's own checks (credentials in the URL, both kinds of auth, header-safe values),
+    // reported with every other problem rather than at the first Kratos call.
+    r.errors.extend(
+        config
+            .kratos
+            .problems()
+            .into_iter()
+            .map(|p| format!("kratos: {p}")),
+    );
     if config.kratos.request_timeout > config.kratos.deadline {
         r.errors.push(
             "kratos.request_timeout is longer than kratos.deadline: no call could complete".into(),
@@ -463,6 +466,35 @@ impl Reader {
     /// A secret given inline (environment only, preferably) or read from `<key>_file`.
     fn secret(&mut self, key: &str) -> Option<Secret> {
         self.secret_values(key).into_iter().next()
+    }
+
+    /// A username and its password (`<password key>` or `<password key>_file`): both or neither.
+    fn basic_auth(&mut self, user_key: &str, password_key: &str) -> Option<(String, Secret)> {
+        let origin = self.entries.get(user_key).map(|e| e.origin.clone());
+        let user = origin
+            .is_some()
+            .then(|| self.parse(user_key, "", |s| Ok(s.to_owned())));
+        let password = self.secret(password_key);
+        match (user, password) {
+            (Some(user), Some(password)) if !user.is_empty() => Some((user, password)),
+            (None, None) => None,
+            (Some(_), Some(_)) => {
+                self.errors.push(format!("`{user_key}` must not be empty"));
+                None
+            }
+            (Some(_), None) => {
+                self.errors.push(format!(
+                    "`{user_key}` is set but `{password_key}` (or `{password_key}_file`) is not: set both or neither"
+                ));
+                None
+            }
+            (None, Some(_)) => {
+                self.errors.push(format!(
+                    "`{password_key}` is set but `{user_key}` is not: set both or neither"
+                ));
+                None
+            }
+        }
     }
 
     fn secrets(&mut self, key: &str) -> Vec<Secret> {

@@ -2,27 +2,34 @@
 //!
 //! The crate is layered so that "what happens to a login" reads top-down:
 //!
-//! - [`mapper`]: Kratos-compatible Jsonnet claims mappers, compiled once, evaluated under limits.
-//! - [`provider`]: the per-customer provider folders (`mappers/<provider-id>/`) and their settings.
-//! - [`schema`]: validation of mapped traits against the Kratos identity schema.
-//! - [`claims`]: turning an ID token's claims into the exact claims object Kratos builds.
-//! - [`token`]: ID token verification against a provider's issuer (JWKS, algorithms, time claims).
-//! - [`kratos`]: the port to the Kratos admin API (our own types) and its HTTP adapter.
-//! - [`standin`]: an in-memory Kratos admin API stand-in on loopback, for tests and `serve --dev`.
+//! - [`domain`]: pure — identifiers, the policy, the decision, the refusal ([`domain::Denial`]);
+//! - [`login`]: the one login use case every entry point calls;
+//! - [`mapper`]: Kratos-compatible Jsonnet claims mappers, compiled once, evaluated under limits;
+//! - [`provider`]: the per-customer provider folders (`mappers/<provider-id>/`) and their settings;
+//! - [`schema`]: validation of mapped traits against the Kratos identity schema;
+//! - [`claims`]: turning an ID token's claims into the exact claims object Kratos builds;
+//! - [`token`]: ID token verification against a provider's issuer (JWKS, algorithms, time claims);
+//! - [`kratos`]: the port to the Kratos admin API (our own types) and its HTTP adapter;
+//! - [`http`]: the HTTP adapters — the provisioning API and the Kratos web hooks;
+//! - [`config`], [`secret`]: `serve`'s settings, checked at start; secrets that never print;
+//! - [`serve`], [`check`], [`carrier`]: the commands `serve`, `check`/`map`, `kratos-mapper`;
+//! - `standin` (feature `standin`, on by default): an in-memory Kratos admin API on loopback,
+//!   for tests and `serve --dev`.
 
 pub mod carrier;
 pub mod check;
 pub mod claims;
 pub mod config;
-pub mod decision;
-pub mod hooks;
+pub mod domain;
+pub mod http;
 pub mod kratos;
+pub mod login;
 pub mod mapper;
-pub mod policy;
 pub mod provider;
-pub mod provision;
 pub mod schema;
-pub mod server;
+pub mod secret;
+pub mod serve;
+#[cfg(feature = "standin")]
 pub mod standin;
 pub mod token;
 

@@ -581,7 +581,7 @@ fn the_registration_body_carries_the_mapped_identity_and_nothing_of_the_request(
     );
     assert_eq!(body["identity"]["traits"]["role"], "admin");
     assert_no_request_data(&body, &ctx);
-    let parsed: kratos_jit::hooks::HookBody = serde_json::from_value(body).unwrap();
+    let parsed: kratos_jit::http::hooks::body::HookBody = serde_json::from_value(body).unwrap();
     assert_eq!(parsed.identity.traits, mapped["traits"]);
 }
 
@@ -624,7 +624,7 @@ fn the_login_body_carries_the_identity_and_the_sessions_authentication_only() {
     assert_no_request_data(&body, &ctx);
     // Neither the session's devices (IP address, user agent) nor its copy of the identity.
     assert!(!body.to_string().contains("203.0.113.7"));
-    let parsed: kratos_jit::hooks::HookBody = serde_json::from_value(body).unwrap();
+    let parsed: kratos_jit::http::hooks::body::HookBody = serde_json::from_value(body).unwrap();
     let session = parsed.session.expect("the session");
     assert_eq!(session.authentication_methods[0]["provider"], "okta-acme");
 }

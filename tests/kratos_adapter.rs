@@ -1,6 +1,7 @@
 //! The HTTP adapter of the Kratos port against the loopback Kratos stand-in: real HTTP, real
 //! wire format, injected faults.
 
+use kratos_jit::domain::{IdentityId, Subject};
 use kratos_jit::kratos::http::{HttpKratos, KratosSettings};
 use kratos_jit::kratos::{
     Identity, KratosAdmin, KratosError, NewIdentity, OidcCredential, PatchOp, VerifiableAddress,
@@ -43,8 +44,8 @@ fn new_identity(email: &str, provider: &str, subject: &str) -> NewIdentity {
             verified: true,
         }],
         oidc: OidcCredential {
-            provider: provider.to_owned(),
-            subject: subject.to_owned(),
+            provider: provider.parse().expect("a provider id"),
+            subject: Subject::parse(subject).expect("a subject"),
         },
     }
 }
@@ -131,7 +132,9 @@ async fn getting_an_identity_that_does_not_exist_is_not_found() {
     let standin = start_standin();
     let kratos = kratos_for(&standin);
 
-    let answer = kratos.get("9b1c6a2e-8f3d-4c1e-9a63-2f7f1f0a2b11").await;
+    let answer = kratos
+        .get(&"9b1c6a2e-8f3d-4c1e-9a63-2f7f1f0a2b11".parse().unwrap())
+        .await;
 
     assert!(
         matches!(answer, Err(KratosError::NotFound { .. })),
@@ -211,11 +214,15 @@ async fn linking_an_oidc_credential_keeps_metadata_admin_and_external_id() {
             { "provider": "okta-acme", "subject": "00u1" }
         ] } } }
     }));
-    let id = inserted["id"].as_str().expect("the stand-in assigns an id");
-    let current = kratos.get(id).await.expect("read");
+    let id: IdentityId = inserted["id"]
+        .as_str()
+        .expect("the stand-in assigns an id")
+        .parse()
+        .expect("a UUID");
+    let current = kratos.get(&id).await.expect("read");
     let second = OidcCredential {
-        provider: "entra-acme".to_owned(),
-        subject: "f00d".to_owned(),
+        provider: "entra-acme".parse().unwrap(),
+        subject: Subject::parse("f00d").unwrap(),
     };
 
     let linked = kratos.link_oidc(&current, &second).await.expect("linked");
@@ -230,7 +237,7 @@ async fn linking_an_oidc_credential_keeps_metadata_admin_and_external_id() {
             .await
             .expect("lookup answered")
             .map(|identity: Identity| identity.id);
-        assert_eq!(found.as_deref(), Some(id), "{identifier}");
+        assert_eq!(found, Some(id), "{identifier}");
     }
 }
 
@@ -278,7 +285,7 @@ async fn revoking_sessions_succeeds_whether_or_not_there_are_sessions() {
         .create(&new_identity("jane@acme.example", "okta-acme", "00u1"))
         .await
         .expect("created");
-    standin.add_session(&created.id);
+    standin.add_session(&created.id.to_string());
     let sessions_path = format!("/admin/identities/{}/sessions", created.id);
 
     let with_sessions = kratos.revoke_sessions(&created.id).await;
@@ -382,7 +389,9 @@ async fn refused_connections_are_unavailable_within_the_deadline() {
     standin.set_fault(Fault::RefuseConnections);
     let started = Instant::now();
 
-    let answer = kratos.get("9b1c6a2e-8f3d-4c1e-9a63-2f7f1f0a2b11").await;
+    let answer = kratos
+        .get(&"9b1c6a2e-8f3d-4c1e-9a63-2f7f1f0a2b11".parse().unwrap())
+        .await;
 
     assert!(
         matches!(answer, Err(KratosError::Unavailable { .. })),

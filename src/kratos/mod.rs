@@ -13,13 +13,18 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::future::Future;
 
+use crate::domain::{IdentityId, ProviderId, Subject};
+
+pub mod fixture;
 pub mod http;
+
+pub use http::{HttpKratos, KratosSettings};
 
 /// A Kratos identity as far as kratos-jit needs it. Deserialized leniently: unknown credential
 /// types, address channels or states never make a read fail.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Identity {
-    pub id: String,
+    pub id: IdentityId,
     #[serde(default)]
     pub schema_id: String,
     /// `active` or `inactive`; kept as a string so a future state does not break reads.
@@ -65,17 +70,17 @@ pub struct NewIdentity {
     pub oidc: OidcCredential,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OidcCredential {
-    pub provider: String,
-    pub subject: String,
+    pub provider: ProviderId,
+    pub subject: Subject,
 }
 
 impl OidcCredential {
     /// Kratos's credential identifier for an OIDC login: `<provider-id>:<subject>`
     /// (`identity/credentials_oidc.go OIDCUniqueID`).
     pub fn identifier(&self) -> String {
-        format!("{}:{}", self.provider, self.subject)
+        format!("{}:{}", self.provider, self.subject.as_str())
     }
 }
 
@@ -129,7 +134,7 @@ pub trait KratosAdmin: Send + Sync {
         &self,
         identifier: &str,
     ) -> impl Future<Output = Result<Option<Identity>, KratosError>> + Send;
-    fn get(&self, id: &str) -> impl Future<Output = Result<Identity, KratosError>> + Send;
+    fn get(&self, id: &IdentityId) -> impl Future<Output = Result<Identity, KratosError>> + Send;
     /// Creates an identity; [`KratosError::Conflict`] when an identifier or address is taken.
     fn create(
         &self,
@@ -138,7 +143,7 @@ pub trait KratosAdmin: Send + Sync {
     /// Applies a JSON Patch atomically on Kratos's side (fields not named are left alone).
     fn patch(
         &self,
-        id: &str,
+        id: &IdentityId,
         ops: &[PatchOp],
     ) -> impl Future<Output = Result<Identity, KratosError>> + Send;
     /// Adds an OIDC credential to an existing identity (PUT keeps existing OIDC credentials and
@@ -149,9 +154,15 @@ pub trait KratosAdmin: Send + Sync {
         credential: &OidcCredential,
     ) -> impl Future<Output = Result<Identity, KratosError>> + Send;
     /// Sets `state: inactive`.
-    fn deactivate(&self, id: &str) -> impl Future<Output = Result<Identity, KratosError>> + Send;
+    fn deactivate(
+        &self,
+        id: &IdentityId,
+    ) -> impl Future<Output = Result<Identity, KratosError>> + Send;
     /// Deletes every session of the identity; an identity without sessions is not an error.
-    fn revoke_sessions(&self, id: &str) -> impl Future<Output = Result<(), KratosError>> + Send;
+    fn revoke_sessions(
+        &self,
+        id: &IdentityId,
+    ) -> impl Future<Output = Result<(), KratosError>> + Send;
     /// One page of identities (`page_size` 1..=500), following Kratos's keyset pagination.
     fn list(
         &self,

@@ -17,18 +17,18 @@
 mod diagnostic;
 pub(crate) use diagnostic::did_you_mean;
 mod fixtures;
+mod report;
 mod settings;
 
 #[cfg(test)]
 mod tests;
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 pub use diagnostic::{LoadError, LoadWarning};
 pub use fixtures::{Expectation, Fixture};
+pub use report::load_reporting;
 pub use settings::{JitSettings, ProviderSettings, TenantBinding, TokenSettings};
 
 use crate::mapper::{self, MapperError, MapperSource};
@@ -41,77 +41,7 @@ const TESTS_DIR: &str = "tests";
 const FOLDER_ENTRIES: &[&str] = &[MAPPER_FILE, SETTINGS_FILE, README_FILE, TESTS_DIR];
 const LOADER_STACK_BYTES: usize = 8 << 20;
 
-/// A Kratos OIDC provider id: 1 to 63 characters of `a-z`, `0-9`, `-` and `_`, starting with a
-/// letter or digit. It appears in Kratos's callback URLs and in identity credentials, so it is
-/// kept to characters that need no escaping anywhere.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ProviderId(String);
-
-/// Why a string is not a [`ProviderId`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "\"{id}\" is not a valid provider id: {problem}; a provider id is 1 to 63 characters of a-z, 0-9, '-' and '_', starting with a letter or digit"
-)]
-pub struct InvalidProviderId {
-    pub id: String,
-    pub problem: &'static str,
-}
-
-impl ProviderId {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl FromStr for ProviderId {
-    type Err = InvalidProviderId;
-
-    fn from_str(id: &str) -> Result<Self, Self::Err> {
-        let problem = if id.is_empty() {
-            Some("it is empty")
-        } else if id.len() > 63 {
-            Some("it is longer than 63 characters")
-        } else if id.bytes().any(|b| b.is_ascii_uppercase()) {
-            Some("it contains upper-case letters")
-        } else if !id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-        {
-            Some("it contains characters other than a-z, 0-9, '-' and '_'")
-        } else if !id.as_bytes()[0].is_ascii_alphanumeric() {
-            Some("it starts with '-' or '_'")
-        } else {
-            None
-        };
-        match problem {
-            Some(problem) => Err(InvalidProviderId {
-                id: id.to_owned(),
-                problem,
-            }),
-            None => Ok(ProviderId(id.to_owned())),
-        }
-    }
-}
-
-impl fmt::Display for ProviderId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::ops::Deref for ProviderId {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl AsRef<str> for ProviderId {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
+pub use crate::domain::ids::{InvalidProviderId, ProviderId};
 
 /// One provider folder, loaded and checked.
 #[derive(Debug, Clone, PartialEq)]

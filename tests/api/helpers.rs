@@ -3,9 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use kratos_jit::config;
+use kratos_jit::http::Application;
 use kratos_jit::mapper::WorkerProgram;
 use kratos_jit::provider::Providers;
-use kratos_jit::server::Application;
 use kratos_jit::standin::StandIn;
 use serde_json::{Value, json};
 

@@ -159,9 +159,20 @@ async fn an_allowed_registration_answers_the_identity_kratos_should_persist() {
         identity["verifiable_addresses"][0],
         json!({"value": "ada@acme.example", "via": "email", "verified": true, "status": "completed"})
     );
+    // Kratos persists the identity itself: the hook only looked up who holds the e-mail.
+    let requests = app.kratos.requests();
     assert!(
-        app.kratos.requests().is_empty(),
-        "the registration hook called Kratos"
+        app.kratos.writes().is_empty(),
+        "the registration hook wrote"
+    );
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert_eq!(requests[0].method, "GET");
+    assert!(
+        requests[0]
+            .query
+            .contains("credentials_identifier=ada%40acme.example"),
+        "{:?}",
+        requests[0].query
     );
 }
 
@@ -317,10 +328,7 @@ async fn a_login_refused_by_the_policy_is_a_4xx_with_messages_and_writes_nothing
     .await;
     let reason = assert_kratos_messages(&answer);
     assert!(reason.contains("is not a verified domain"), "{reason}");
-    assert!(
-        app.kratos.requests().is_empty(),
-        "a refused login called Kratos"
-    );
+    assert!(app.kratos.writes().is_empty(), "a refused login wrote");
 }
 
 #[actix_web::test]

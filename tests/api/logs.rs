@@ -435,12 +435,12 @@ async fn full_run(format: Format) {
     }
     let (log, stdout) = served.stop().await;
 
-    let provisioned = log.matches("Provisioned a login.").count();
+    let provisioned = log.matches("Login processed.").count();
     assert_eq!(
         provisioned, 7,
         "one provisioning event per login that reached the mapper:\n{log}"
     );
-    for action in ["Created", "Unchanged", "Updated", "Denied"] {
+    for action in ["created", "unchanged", "updated", "denied"] {
         let field = format.field("action", action);
         assert!(log.contains(&field), "no {field} in the log:\n{log}");
     }

@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 /// tolerates `null` or absence; enum-like fields are plain strings.
 #[derive(Deserialize)]
 struct WireIdentity {
-    id: String,
+    id: crate::domain::IdentityId,
     #[serde(default, deserialize_with = "null_as_default")]
     schema_id: String,
     #[serde(default)]
@@ -276,8 +276,8 @@ fn with_value(op: &str, path: &str, value: &Value) -> JsonPatch {
 
 fn oidc_credentials(credential: &OidcCredential) -> Box<IdentityWithCredentials> {
     let provider = IdentityWithCredentialsOidcConfigProvider::new(
-        credential.provider.clone(),
-        credential.subject.clone(),
+        credential.provider.to_string(),
+        credential.subject.as_str().to_owned(),
     );
     Box::new(IdentityWithCredentials {
         oidc: Some(Box::new(IdentityWithCredentialsOidc {
@@ -362,7 +362,10 @@ mod tests {
     fn an_identity_with_unknown_credential_type_and_channel_is_read_in_full() {
         let identity = identity(&bytes(identity_from_a_newer_kratos())).expect("lenient read");
 
-        assert_eq!(identity.id, "9b1c6a2e-8f3d-4c1e-9a63-2f7f1f0a2b11");
+        assert_eq!(
+            identity.id.to_string(),
+            "9b1c6a2e-8f3d-4c1e-9a63-2f7f1f0a2b11"
+        );
         assert_eq!(identity.schema_id, "default");
         assert_eq!(identity.state, "active");
         assert_eq!(identity.traits["email"], "jane@acme.example");
@@ -425,13 +428,16 @@ mod tests {
     #[test]
     fn a_list_answer_reads_every_identity() {
         let list = identities(&bytes(
-            json!([identity_from_a_newer_kratos(), { "id": "b" }]),
+            json!([identity_from_a_newer_kratos(), { "id": "0f9a7c1e-2b3d-4e5f-8a9b-0c1d2e3f4a5b" }]),
         ))
         .expect("list");
 
         assert_eq!(
-            list.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(),
-            ["9b1c6a2e-8f3d-4c1e-9a63-2f7f1f0a2b11", "b"]
+            list.iter().map(|i| i.id.to_string()).collect::<Vec<_>>(),
+            [
+                "9b1c6a2e-8f3d-4c1e-9a63-2f7f1f0a2b11",
+                "0f9a7c1e-2b3d-4e5f-8a9b-0c1d2e3f4a5b"
+            ]
         );
     }
 
@@ -582,8 +588,8 @@ mod tests {
                 },
             ],
             oidc: OidcCredential {
-                provider: "okta-acme".to_owned(),
-                subject: "00u1".to_owned(),
+                provider: "okta-acme".parse().unwrap(),
+                subject: crate::domain::Subject::parse("00u1").unwrap(),
             },
         }
     }
@@ -623,7 +629,7 @@ mod tests {
 
     fn current() -> Identity {
         Identity {
-            id: "9b1c6a2e-8f3d-4c1e-9a63-2f7f1f0a2b11".to_owned(),
+            id: "9b1c6a2e-8f3d-4c1e-9a63-2f7f1f0a2b11".parse().unwrap(),
             schema_id: "default".to_owned(),
             state: "inactive".to_owned(),
             traits: json!({ "email": "jane@acme.example" }),
@@ -638,8 +644,8 @@ mod tests {
     #[test]
     fn the_link_body_sends_every_overwritten_field_back_unchanged() {
         let credential = OidcCredential {
-            provider: "entra-acme".to_owned(),
-            subject: "abc".to_owned(),
+            provider: "entra-acme".parse().unwrap(),
+            subject: crate::domain::Subject::parse("abc").unwrap(),
         };
 
         let body: Value =
@@ -667,8 +673,8 @@ mod tests {
         let mut current = current();
         current.state = "suspended".to_owned();
         let credential = OidcCredential {
-            provider: "p".to_owned(),
-            subject: "s".to_owned(),
+            provider: "p".parse().unwrap(),
+            subject: crate::domain::Subject::parse("s").unwrap(),
         };
 
         let body: Value =

@@ -1,16 +1,19 @@
 //! The JIT decision: what Kratos must hold after this login. Pure: no I/O, no clock.
 //!
-//! Inputs are the provider's settings, the policy-checked mapper output, the identity Kratos
-//! already holds for `<provider-id>:<subject>` (or none) and the provenance to record. The result
-//! is one of `create`, `update` (with the JSON Patch and the list of changed fields), `unchanged`
-//! or `denied`, covering the four flows of an IdP's JIT settings:
+//! Inputs are the provider's settings, the policy-checked mapper output, what Kratos already
+//! holds ([`Found`]: the identity with this login's OIDC credential, or else the identity that
+//! holds its e-mail, or nothing) and the provenance to record. The result is one of `create`,
+//! `update` (with the JSON Patch and the list of changed fields), `link`, `unchanged` or
+//! `denied`, covering the flows of an IdP's JIT settings:
 //!
-//! | identity | settings      | decision                                   |
-//! |----------|---------------|--------------------------------------------|
-//! | exists   | update off    | unchanged (a plain sign-in)                |
-//! | missing  | create off    | denied                                     |
-//! | missing  | create on     | created, with the OIDC credential imported |
-//! | exists   | update on     | updated when an IdP-owned field changed    |
+//! | Kratos holds                     | settings                     | decision                                   |
+//! |----------------------------------|------------------------------|--------------------------------------------|
+//! | the credential's identity        | update off                   | unchanged (a plain sign-in)                |
+//! | the credential's identity        | update on                    | updated when an IdP-owned field changed    |
+//! | nothing                          | create off                   | denied                                     |
+//! | nothing                          | create on                    | created, with the OIDC credential imported |
+//! | another identity with the e-mail | linking allowed ([`may_link`]) | linked: credential added, fields updated |
+//! | another identity with the e-mail | anything else                | denied, that identity untouched            |
 //!
 //! Fields the IdP owns are those the mapper outputs: top-level keys of `traits`,
 //! `metadata_public` and `metadata_admin`. They are overwritten at each login; every other field
@@ -20,9 +23,11 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::domain::denial::{Denial, LinkRefusal};
+use crate::domain::ids::{IdentityId, ProviderId, Subject};
+use crate::domain::policy::{EMAIL_TRAIT, TENANT_TRAIT, foreign_tenant};
 use crate::kratos::{Identity, NewIdentity, OidcCredential, PatchOp, VerifiableAddress};
 use crate::mapper::MappedIdentity;
-use crate::policy::{Denial, EMAIL_TRAIT, TENANT_TRAIT};
 use crate::provider::Provider;
 
 /// The key under `metadata_admin` that kratos-jit owns.
@@ -31,8 +36,8 @@ pub const PROVENANCE_KEY: &str = "kratos_jit";
 /// Where an identity's IdP-owned data came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Provenance {
-    pub provider: String,
-    pub subject: String,
+    pub provider: ProviderId,
+    pub subject: Subject,
     /// RFC 3339 time of this sync.
     pub synced_at: String,
     /// SHA-256 of the mapper that produced the data.
@@ -42,12 +47,23 @@ pub struct Provenance {
 impl Provenance {
     fn to_value(&self) -> Value {
         json!({
-            "provider": self.provider,
-            "subject": self.subject,
+            "provider": self.provider.as_str(),
+            "subject": self.subject.as_str(),
             "synced_at": self.synced_at,
             "mapper_sha256": self.mapper_sha256,
         })
     }
+}
+
+/// What Kratos holds for this login, as far as the decision needs it.
+#[derive(Debug, Clone, Copy)]
+pub enum Found<'a> {
+    /// The identity holding this login's OIDC credential `<provider>:<subject>`.
+    Credential(&'a Identity),
+    /// No identity holds the credential, but this one holds the mapped e-mail.
+    EmailHolder(&'a Identity),
+    /// Neither.
+    Nothing,
 }
 
 /// What to do in Kratos.
@@ -55,49 +71,120 @@ impl Provenance {
 pub enum Decision {
     Create(NewIdentity),
     Update {
-        id: String,
+        id: IdentityId,
         ops: Vec<PatchOp>,
         changed: Vec<String>,
     },
+    /// Add the OIDC credential to an identity that holds the e-mail; `identity` is that identity
+    /// with the owned fields already set, so one write does both.
+    Link {
+        identity: Box<Identity>,
+        credential: OidcCredential,
+        changed: Vec<String>,
+    },
     Unchanged {
-        id: String,
+        id: IdentityId,
     },
     Denied(Denial),
 }
 
-/// Decides for an identity found by its OIDC credential (or none found).
+/// The field name a link adds, first in `changed`.
+pub const LINKED_FIELD: &str = "credentials.oidc";
+
+/// Decides for what Kratos holds (see the module's table).
 pub fn decide(
     provider: &Provider,
     mapped: &MappedIdentity,
-    existing: Option<&Identity>,
+    found: Found<'_>,
     provenance: &Provenance,
 ) -> Decision {
-    let Some(existing) = existing else {
-        if !provider.settings.jit.create {
+    let existing = match found {
+        Found::Nothing if !provider.settings.jit.create => {
             return Decision::Denied(Denial::CreateDisabled {
-                provider: provider.id.to_string(),
+                provider: provider.id.clone(),
             });
         }
-        return Decision::Create(new_identity(provider, mapped, provenance));
+        Found::Nothing => return Decision::Create(new_identity(provider, mapped, provenance)),
+        Found::EmailHolder(_) if !provider.settings.jit.create => {
+            return Decision::Denied(Denial::CreateDisabled {
+                provider: provider.id.clone(),
+            });
+        }
+        Found::EmailHolder(holder) => return link(provider, mapped, holder, provenance),
+        Found::Credential(existing) => existing,
     };
     if let Some(denial) = foreign_existing_tenant(provider, existing) {
         return Decision::Denied(denial);
     }
     if !provider.settings.jit.update {
-        return Decision::Unchanged {
-            id: existing.id.clone(),
-        };
+        return Decision::Unchanged { id: existing.id };
     }
     let (ops, changed) = changes(mapped, existing, provenance);
     if changed.is_empty() {
-        Decision::Unchanged {
-            id: existing.id.clone(),
-        }
+        Decision::Unchanged { id: existing.id }
     } else {
         Decision::Update {
-            id: existing.id.clone(),
+            id: existing.id,
             ops,
             changed,
+        }
+    }
+}
+
+/// Links `holder` when the rules allow it, with the owned fields set as an update would.
+fn link(
+    provider: &Provider,
+    mapped: &MappedIdentity,
+    holder: &Identity,
+    provenance: &Provenance,
+) -> Decision {
+    if let Err(denial) = may_link(provider, mapped, holder) {
+        return Decision::Denied(denial);
+    }
+    let mut identity = holder.clone();
+    let mut changed = vec![LINKED_FIELD.to_owned()];
+    if provider.settings.jit.update {
+        let (ops, fields) = changes(mapped, holder, provenance);
+        apply(&mut identity, &ops);
+        changed.extend(fields);
+    }
+    Decision::Link {
+        identity: Box::new(identity),
+        credential: OidcCredential {
+            provider: provenance.provider.clone(),
+            subject: provenance.subject.clone(),
+        },
+        changed,
+    }
+}
+
+/// Applies the patch [`changes`] makes (adds of a whole section or of one member) to a copy.
+fn apply(identity: &mut Identity, ops: &[PatchOp]) {
+    for op in ops {
+        let PatchOp::Add { path, value } = op else {
+            continue;
+        };
+        let mut parts = path.trim_start_matches('/').splitn(2, '/');
+        let (Some(section), member) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let slot = match section {
+            "traits" => &mut identity.traits,
+            "metadata_public" => identity.metadata_public.get_or_insert(Value::Null),
+            "metadata_admin" => identity.metadata_admin.get_or_insert(Value::Null),
+            _ => continue,
+        };
+        match member {
+            None => *slot = value.clone(),
+            Some(member) => {
+                if !slot.is_object() {
+                    *slot = Value::Object(Map::new());
+                }
+                let key = member.replace("~1", "/").replace("~0", "~");
+                if let Some(object) = slot.as_object_mut() {
+                    object.insert(key, value.clone());
+                }
+            }
         }
     }
 }
@@ -111,31 +198,29 @@ pub fn may_link(
     mapped: &MappedIdentity,
     candidate: &Identity,
 ) -> Result<(), Denial> {
+    let refuse = |why| {
+        Err(Denial::Linking {
+            provider: provider.id.clone(),
+            why,
+        })
+    };
+    if !provider.settings.jit.link_by_verified_email {
+        return refuse(LinkRefusal::Disabled);
+    }
     let email = mapped
         .traits
         .get(EMAIL_TRAIT)
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let refuse = |why: &str| {
-        Err(Denial::Linking(format!(
-            "an identity with the e-mail {email} already exists and is not linked to provider {}: {why}",
-            provider.id
-        )))
-    };
-    if !provider.settings.jit.link_by_verified_email {
-        return refuse(
-            "linking by e-mail is off for this provider (jit.link_by_verified_email = false)",
-        );
-    }
     let verified = mapped
         .verified_addresses
         .iter()
         .any(|a| a.via == "email" && a.value.eq_ignore_ascii_case(email.trim()));
     if !verified {
-        return refuse("the IdP did not assert the e-mail verified");
+        return refuse(LinkRefusal::Unverified);
     }
     if candidate.traits.get(TENANT_TRAIT) != mapped.traits.get(TENANT_TRAIT) {
-        return refuse("it belongs to another tenant");
+        return refuse(LinkRefusal::OtherTenant);
     }
     Ok(())
 }
@@ -146,7 +231,7 @@ fn foreign_existing_tenant(provider: &Provider, existing: &Identity) -> Option<D
     if provider.settings.tenant(tenant).is_some() {
         return None;
     }
-    Some(Denial::foreign_tenant(provider, tenant))
+    Some(foreign_tenant(provider, tenant))
 }
 
 fn new_identity(

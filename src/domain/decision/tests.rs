@@ -1,4 +1,5 @@
 use super::*;
+use crate::domain::LinkRefusal;
 use crate::provider::Providers;
 use std::path::Path;
 
@@ -10,8 +11,8 @@ fn acme() -> Provider {
 
 fn provenance() -> Provenance {
     Provenance {
-        provider: "okta-acme".into(),
-        subject: "ada@acme.example".into(),
+        provider: "okta-acme".parse().unwrap(),
+        subject: Subject::parse("ada@acme.example").unwrap(),
         synced_at: "2026-11-24T06:00:00Z".into(),
         mapper_sha256: "ab12".into(),
     }
@@ -28,7 +29,7 @@ fn mapped(role: &str) -> MappedIdentity {
 
 fn existing(traits: Value, metadata_admin: Value) -> Identity {
     Identity {
-        id: "6f1d3c2b-8a7e-4b5c-9d0e-1a2b3c4d5e6f".into(),
+        id: "6f1d3c2b-8a7e-4b5c-9d0e-1a2b3c4d5e6f".parse().unwrap(),
         schema_id: "default".into(),
         state: "active".into(),
         traits,
@@ -42,7 +43,8 @@ fn existing(traits: Value, metadata_admin: Value) -> Identity {
 
 #[test]
 fn a_first_login_creates_with_the_oidc_credential_and_provenance_in_admin_metadata() {
-    let Decision::Create(new) = decide(&acme(), &mapped("admin"), None, &provenance()) else {
+    let Decision::Create(new) = decide(&acme(), &mapped("admin"), Found::Nothing, &provenance())
+    else {
         panic!()
     };
     assert_eq!(new.oidc.identifier(), "okta-acme:ada@acme.example");
@@ -60,11 +62,11 @@ fn a_first_login_creates_with_the_oidc_credential_and_provenance_in_admin_metada
 fn a_first_login_is_denied_when_jit_create_is_off() {
     let mut provider = acme();
     provider.settings.jit.create = false;
-    let decision = decide(&provider, &mapped("admin"), None, &provenance());
+    let decision = decide(&provider, &mapped("admin"), Found::Nothing, &provenance());
     assert_eq!(
         decision,
         Decision::Denied(Denial::CreateDisabled {
-            provider: "okta-acme".into()
+            provider: "okta-acme".parse().unwrap()
         })
     );
 }
@@ -75,11 +77,16 @@ fn the_same_claims_again_change_nothing() {
         Value::Object(mapped("admin").traits),
         json!({"kratos_jit": {"synced_at": "earlier"}}),
     );
-    let decision = decide(&acme(), &mapped("admin"), Some(&current), &provenance());
+    let decision = decide(
+        &acme(),
+        &mapped("admin"),
+        Found::Credential(&current),
+        &provenance(),
+    );
     assert_eq!(
         decision,
         Decision::Unchanged {
-            id: current.id.clone()
+            id: current.id
         }
     );
 }
@@ -89,9 +96,12 @@ fn a_demotion_at_the_idp_patches_only_the_role_and_keeps_other_fields() {
     let mut traits = mapped("admin").traits;
     traits.insert("nickname".into(), json!("set by the app"));
     let current = existing(Value::Object(traits), json!({"note": "set by an admin"}));
-    let Decision::Update { ops, changed, .. } =
-        decide(&acme(), &mapped("user"), Some(&current), &provenance())
-    else {
+    let Decision::Update { ops, changed, .. } = decide(
+        &acme(),
+        &mapped("user"),
+        Found::Credential(&current),
+        &provenance(),
+    ) else {
         panic!()
     };
     assert_eq!(changed, vec!["traits.role"]);
@@ -115,9 +125,12 @@ fn provenance_is_set_whole_when_admin_metadata_is_null() {
     let mut traits = mapped("admin").traits;
     traits.insert("last_name".into(), json!("Byron"));
     let current = existing(Value::Object(traits), Value::Null);
-    let Decision::Update { ops, changed, .. } =
-        decide(&acme(), &mapped("admin"), Some(&current), &provenance())
-    else {
+    let Decision::Update { ops, changed, .. } = decide(
+        &acme(),
+        &mapped("admin"),
+        Found::Credential(&current),
+        &provenance(),
+    ) else {
         panic!()
     };
     assert_eq!(changed, vec!["traits.last_name"]);
@@ -139,9 +152,14 @@ fn with_jit_update_off_an_existing_identity_is_only_signed_in() {
         Value::Null,
     );
     assert_eq!(
-        decide(&provider, &mapped("admin"), Some(&current), &provenance()),
+        decide(
+            &provider,
+            &mapped("admin"),
+            Found::Credential(&current),
+            &provenance()
+        ),
         Decision::Unchanged {
-            id: current.id.clone()
+            id: current.id
         }
     );
 }
@@ -152,9 +170,14 @@ fn an_identity_of_a_tenant_the_provider_is_not_bound_to_is_never_updated() {
         json!({"email": "ada@acme.example", "tenant_id": "tenant-globex", "role": "user"}),
         Value::Null,
     );
-    let decision = decide(&acme(), &mapped("admin"), Some(&current), &provenance());
+    let decision = decide(
+        &acme(),
+        &mapped("admin"),
+        Found::Credential(&current),
+        &provenance(),
+    );
     assert!(
-        matches!(decision, Decision::Denied(Denial::ForeignTenant { ref tenant, .. }) if tenant == "tenant-globex"),
+        matches!(decision, Decision::Denied(Denial::ForeignTenant { ref tenant, .. }) if tenant.as_str() == "tenant-globex"),
         "{decision:?}"
     );
 }
@@ -194,6 +217,76 @@ fn linking_by_e_mail_is_refused_unless_allowed_verified_and_same_tenant() {
             .to_string()
             .contains("another tenant")
     );
+}
+
+#[test]
+fn an_identity_holding_the_e_mail_is_linked_in_one_write_with_the_owned_fields_set() {
+    let mut provider = acme();
+    provider.settings.jit.link_by_verified_email = true;
+    let holder = existing(
+        json!({"email": "ada@acme.example", "tenant_id": "tenant-acme", "role": "user",
+               "nickname": "set by the application"}),
+        json!({"note": "set by an admin"}),
+    );
+    let Decision::Link {
+        identity,
+        credential,
+        changed,
+    } = decide(
+        &provider,
+        &mapped("admin"),
+        Found::EmailHolder(&holder),
+        &provenance(),
+    )
+    else {
+        panic!()
+    };
+    assert_eq!(credential.identifier(), "okta-acme:ada@acme.example");
+    assert_eq!(changed[0], LINKED_FIELD);
+    assert!(changed.contains(&"traits.role".to_owned()), "{changed:?}");
+    assert_eq!(identity.id, holder.id);
+    assert_eq!(identity.traits["role"], "admin");
+    assert_eq!(identity.traits["nickname"], "set by the application");
+    let admin = identity.metadata_admin.as_ref().unwrap();
+    assert_eq!(admin["note"], "set by an admin");
+    assert_eq!(admin[PROVENANCE_KEY]["mapper_sha256"], "ab12");
+}
+
+#[test]
+fn an_identity_holding_the_e_mail_is_never_linked_against_the_rules() {
+    let holder = existing(
+        json!({"email": "ada@acme.example", "tenant_id": "tenant-acme"}),
+        Value::Null,
+    );
+    let decision = decide(
+        &acme(),
+        &mapped("admin"),
+        Found::EmailHolder(&holder),
+        &provenance(),
+    );
+    assert!(
+        matches!(
+            decision,
+            Decision::Denied(Denial::Linking {
+                why: LinkRefusal::Disabled,
+                ..
+            })
+        ),
+        "{decision:?}"
+    );
+    let mut no_create = acme();
+    no_create.settings.jit.create = false;
+    no_create.settings.jit.link_by_verified_email = true;
+    let decision = decide(
+        &no_create,
+        &mapped("admin"),
+        Found::EmailHolder(&holder),
+        &provenance(),
+    );
+    assert!(matches!(
+        decision,
+        Decision::Denied(Denial::CreateDisabled { .. })
+    ));
 }
 
 #[test]

@@ -11,6 +11,8 @@
 
 use serde_json::Value;
 
+use crate::domain::denial::Denial;
+use crate::domain::ids::TenantId;
 use crate::mapper::MappedIdentity;
 use crate::provider::{Provider, TenantBinding};
 use crate::schema::IdentitySchemas;
@@ -19,57 +21,15 @@ use crate::schema::IdentitySchemas;
 pub const TENANT_TRAIT: &str = "tenant_id";
 pub const EMAIL_TRAIT: &str = "email";
 
-/// Why a login was refused. `Display` is the reason given to operators and users.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Denial {
-    #[error("{0}")]
-    Mapper(String),
-    #[error(
-        "the mapper output has no `{TENANT_TRAIT}` trait; provider {provider} must map the tenant"
-    )]
-    NoTenant { provider: String },
-    #[error("provider {provider} is not bound to tenant \"{tenant}\" (bound: {bound})")]
-    ForeignTenant {
-        provider: String,
-        tenant: String,
-        bound: String,
-    },
-    #[error("the mapper output has no `{EMAIL_TRAIT}` trait")]
-    NoEmail,
-    #[error("e-mail domain \"{domain}\" is not a verified domain of tenant \"{tenant}\"")]
-    ForeignDomain { domain: String, tenant: String },
-    #[error(
-        "the `{EMAIL_TRAIT}` trait is not an e-mail address (no local part and domain around an @)"
-    )]
-    NotAnEmail,
-    // Only the domain is named: reasons are logged, and addresses are personal data.
-    #[error(
-        "the mapper marks an address in \"{domain}\" verified, but it is not the identity's e-mail in a verified domain of tenant \"{tenant}\""
-    )]
-    ForeignVerifiedAddress { domain: String, tenant: String },
-    #[error("{0}")]
-    Schema(String),
-    #[error("provider {provider} does not create identities at first login (jit.create = false)")]
-    CreateDisabled { provider: String },
-    #[error("{0}")]
-    Linking(String),
-}
-
-impl Denial {
-    /// `provider` is not bound to `tenant`; the reason lists the tenants it is bound to.
-    pub fn foreign_tenant(provider: &Provider, tenant: &str) -> Denial {
-        let bound: Vec<&str> = provider
-            .settings
-            .tenants
-            .iter()
-            .map(|t| t.id.as_str())
-            .collect();
-        Denial::ForeignTenant {
-            provider: provider.id.to_string(),
-            tenant: tenant.to_owned(),
-            bound: bound.join(", "),
-        }
-    }
+/// `provider` is not bound to `tenant`: the reason lists the tenants it is bound to.
+pub fn foreign_tenant(provider: &Provider, tenant: &str) -> Denial {
+    let bound: Vec<TenantId> = provider
+        .settings
+        .tenants
+        .iter()
+        .map(|t| TenantId::new(t.id.clone()))
+        .collect();
+    Denial::foreign_tenant(&provider.id, tenant, &bound)
 }
 
 /// The domain part of an e-mail address, lower-cased; `None` when there is no `@`.
@@ -91,14 +51,14 @@ pub fn admit<'p>(
         Some(Value::String(t)) if !t.is_empty() => t,
         _ => {
             return Err(Denial::NoTenant {
-                provider: provider.id.to_string(),
+                provider: provider.id.clone(),
             });
         }
     };
     let binding = provider
         .settings
         .tenant(tenant)
-        .ok_or_else(|| Denial::foreign_tenant(provider, tenant))?;
+        .ok_or_else(|| foreign_tenant(provider, tenant))?;
     let email = match mapped.traits.get(EMAIL_TRAIT) {
         Some(Value::String(e)) => e,
         _ => return Err(Denial::NoEmail),
@@ -112,7 +72,7 @@ pub fn admit<'p>(
     if !in_domains(email) {
         return Err(Denial::ForeignDomain {
             domain,
-            tenant: binding.id.clone(),
+            tenant: TenantId::new(binding.id.clone()),
         });
     }
     for address in mapped
@@ -123,7 +83,7 @@ pub fn admit<'p>(
         if !address.value.eq_ignore_ascii_case(email.trim()) || !in_domains(&address.value) {
             return Err(Denial::ForeignVerifiedAddress {
                 domain: email_domain(&address.value).unwrap_or_default(),
-                tenant: binding.id.clone(),
+                tenant: TenantId::new(binding.id.clone()),
             });
         }
     }
@@ -144,7 +104,7 @@ mod tests {
     fn denial_reasons_never_carry_a_whole_address() {
         let foreign = Denial::ForeignVerifiedAddress {
             domain: "evil.example".into(),
-            tenant: "tenant-acme".into(),
+            tenant: TenantId::new("tenant-acme"),
         };
         assert!(!foreign.to_string().contains('@'));
         assert!(!Denial::NotAnEmail.to_string().contains("probe"));

@@ -1,0 +1,280 @@
+//! The identifiers of the domain, each parsed once where it enters and typed from then on.
+//!
+//! - [`ProviderId`]: a Kratos OIDC provider id, the name of a folder under `mappers/`;
+//! - [`Subject`]: the IdP's `sub` for one user, the second half of the OIDC credential;
+//! - [`TenantId`]: a tenant of the application (the `tenant_id` trait);
+//! - [`IdentityId`]: a Kratos identity id (a UUID).
+//!
+//! A subject and a tenant id are personal or customer data: their `Debug` output is redacted,
+//! so a stray `?field` in a log line cannot leak them. [`Subject::tag`] is the form logs carry.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// A Kratos OIDC provider id: 1 to 63 characters of `a-z`, `0-9`, `-` and `_`, starting with a
+/// letter or digit. It appears in Kratos's callback URLs and in identity credentials, so it is
+/// kept to characters that need no escaping anywhere.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProviderId(String);
+
+/// Why a string is not a [`ProviderId`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "\"{id}\" is not a valid provider id: {problem}; a provider id is 1 to 63 characters of a-z, 0-9, '-' and '_', starting with a letter or digit"
+)]
+pub struct InvalidProviderId {
+    pub id: String,
+    pub problem: &'static str,
+}
+
+impl ProviderId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for ProviderId {
+    type Err = InvalidProviderId;
+
+    fn from_str(id: &str) -> Result<Self, Self::Err> {
+        let problem = if id.is_empty() {
+            Some("it is empty")
+        } else if id.len() > 63 {
+            Some("it is longer than 63 characters")
+        } else if id.bytes().any(|b| b.is_ascii_uppercase()) {
+            Some("it contains upper-case letters")
+        } else if !id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        {
+            Some("it contains characters other than a-z, 0-9, '-' and '_'")
+        } else if !id.as_bytes()[0].is_ascii_alphanumeric() {
+            Some("it starts with '-' or '_'")
+        } else {
+            None
+        };
+        match problem {
+            // Never echo an invalid id: it came from a request and may be anything.
+            Some(problem) => Err(InvalidProviderId {
+                id: id.chars().take(64).collect(),
+                problem,
+            }),
+            None => Ok(ProviderId(id.to_owned())),
+        }
+    }
+}
+
+impl fmt::Display for ProviderId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::ops::Deref for ProviderId {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for ProviderId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for ProviderId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The IdP's subject (`sub`) of one user: never empty. Personal data: `Debug` is redacted and
+/// logs carry [`Subject::tag`] instead.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Subject(String);
+
+/// Why a value is not a [`Subject`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidSubject {
+    #[error("the subject (`sub`) is empty")]
+    Empty,
+}
+
+impl Subject {
+    pub fn parse(value: impl Into<String>) -> Result<Subject, InvalidSubject> {
+        let value = value.into();
+        if value.is_empty() {
+            return Err(InvalidSubject::Empty);
+        }
+        Ok(Subject(value))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// A short, stable, non-reversible tag of this subject of `provider`, for logs.
+    pub fn tag(&self, provider: &ProviderId) -> SubjectTag {
+        let digest = Sha256::digest(format!("{provider}:{}", self.0).as_bytes());
+        SubjectTag(hex::encode(&digest[..6]))
+    }
+}
+
+impl TryFrom<String> for Subject {
+    type Error = InvalidSubject;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Subject::parse(value)
+    }
+}
+
+impl From<Subject> for String {
+    fn from(subject: Subject) -> String {
+        subject.0
+    }
+}
+
+impl fmt::Debug for Subject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Subject([redacted])")
+    }
+}
+
+/// The log-safe tag of a subject: 12 hex digits of SHA-256 over `provider:subject`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SubjectTag(String);
+
+impl fmt::Display for SubjectTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A tenant of the application, as the `tenant_id` trait names it. Customer data: `Debug` is
+/// redacted; `Display` shows it (for the caller's answer and the operator's own configuration).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TenantId(String);
+
+impl TenantId {
+    pub fn new(id: impl Into<String>) -> TenantId {
+        TenantId(id.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TenantId([redacted])")
+    }
+}
+
+/// A Kratos identity id. Kratos ids are UUIDs, so anything else is refused where it enters
+/// (a hook body, a path): an id in a log line can then never carry a forged line.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct IdentityId(uuid::Uuid);
+
+/// Why a string is not an [`IdentityId`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a Kratos identity id (a UUID)")]
+pub struct InvalidIdentityId;
+
+impl IdentityId {
+    pub fn new(id: uuid::Uuid) -> IdentityId {
+        IdentityId(id)
+    }
+
+    pub fn uuid(&self) -> uuid::Uuid {
+        self.0
+    }
+}
+
+impl FromStr for IdentityId {
+    type Err = InvalidIdentityId;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        uuid::Uuid::try_parse(s)
+            .map(IdentityId)
+            .map_err(|_| InvalidIdentityId)
+    }
+}
+
+impl fmt::Display for IdentityId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+impl fmt::Debug for IdentityId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "IdentityId({})", self.0.hyphenated())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_ids_are_lower_case_letters_digits_dashes_and_underscores() {
+        assert!("okta-acme".parse::<ProviderId>().is_ok());
+        assert!("okta_acme2".parse::<ProviderId>().is_ok());
+        for bad in [
+            "",
+            "Okta",
+            "-okta",
+            "okta acme",
+            "okta\nacme",
+            &"a".repeat(64),
+        ] {
+            assert!(bad.parse::<ProviderId>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_subject_is_never_empty_and_never_shows_itself_in_debug_output() {
+        assert_eq!(Subject::parse(""), Err(InvalidSubject::Empty));
+        let subject = Subject::parse("ada@acme.example").unwrap();
+        assert!(!format!("{subject:?}").contains("ada"));
+    }
+
+    #[test]
+    fn a_subject_tag_is_stable_and_depends_on_the_provider() {
+        let subject = Subject::parse("00u1").unwrap();
+        let acme: ProviderId = "okta-acme".parse().unwrap();
+        let other: ProviderId = "okta-other".parse().unwrap();
+        assert_eq!(subject.tag(&acme), subject.tag(&acme));
+        assert_ne!(subject.tag(&acme), subject.tag(&other));
+        assert_eq!(subject.tag(&acme).to_string().len(), 12);
+    }
+
+    #[test]
+    fn identity_ids_are_uuids_and_nothing_else() {
+        let id: IdentityId = "9f425a8d-7e24-4b9b-a3e3-2b8d5e2c2f10".parse().unwrap();
+        assert_eq!(id.to_string(), "9f425a8d-7e24-4b9b-a3e3-2b8d5e2c2f10");
+        for bad in ["", "x", "9f425a8d-7e24-4b9b-a3e3-2b8d5e2c2f10\nforged"] {
+            assert!(bad.parse::<IdentityId>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn tenant_ids_are_redacted_in_debug_output() {
+        assert!(!format!("{:?}", TenantId::new("tenant-acme")).contains("acme"));
+    }
+}

@@ -1,0 +1,253 @@
+//! `POST /v1/provision`: one login, described by an ID token (or, from a trusted caller, by
+//! the claims themselves), run through the login use case.
+//!
+//! It takes `{"provider": ID, "id_token": JWT}` — or `{"provider": ID, "claims": {...}}` — and
+//! answers `{"action": "created"|"updated"|"unchanged"|"denied", "identity_id", "changed",
+//! "reason", "code"}`: 200 for created/updated/unchanged, 403 for denied, 400 for a malformed
+//! request, 401 for a missing/wrong API secret or a rejected token, 404 for an unknown provider,
+//! 413 for a body over the limit, 503 when Kratos (or the issuer's keys) cannot be reached within
+//! the deadline. Errors answer `{"error": {"code", "message"}}` with a message that says what is
+//! wrong; all error-to-HTTP mapping is in [`ApiError`].
+//!
+//! Nothing from a request body — token, claims, traits — is ever logged; the use case logs the
+//! provider, a hash of the subject, the identity id, the action and a denial's code.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::domain::Subject;
+use crate::kratos::KratosError;
+use crate::login::{Action, Current, EntryPoint, Login, LoginError, Outcome};
+use crate::token::TokenError;
+
+use super::AppState;
+use super::auth::bearer;
+
+/// An error answered to an API caller.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("the request body is larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    BadGateway(String),
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        let mut response = HttpResponse::build(status);
+        if status == StatusCode::UNAUTHORIZED {
+            response.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        response.json(json!({"error": {"code": status.as_u16(), "message": self.to_string()}}))
+    }
+}
+
+impl From<LoginError> for ApiError {
+    fn from(e: LoginError) -> Self {
+        match e {
+            LoginError::Kratos(k) if k.is_retryable() => ApiError::Unavailable(format!(
+                "Kratos could not be reached in time; nothing was written ({k})"
+            )),
+            LoginError::Kratos(k) => ApiError::BadGateway(format!(
+                "Kratos refused the change; nothing was written ({})",
+                kratos_reason(&k)
+            )),
+            LoginError::Engine(m) => ApiError::Unavailable(m.to_string()),
+        }
+    }
+}
+
+/// A Kratos refusal without the words of Kratos's own message, which may quote trait values.
+fn kratos_reason(error: &KratosError) -> String {
+    match error {
+        KratosError::Rejected { status, .. } => format!("Kratos answered {status}"),
+        KratosError::Protocol { .. } => "Kratos answered something kratos-jit cannot read".into(),
+        other => other.to_string(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProvisionRequest {
+    provider: String,
+    #[serde(default)]
+    id_token: Option<String>,
+    #[serde(default)]
+    claims: Option<Map<String, Value>>,
+}
+
+/// The route: runs the request and logs a refusal that never reached the use case.
+pub async fn provision(
+    request: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let result = provision_request(request, payload, state).await;
+    if let Err(error) = &result {
+        let status = error.status_code().as_u16();
+        match error {
+            // Token and authentication reasons name only alg, kid, iss, aud and times: safe to log.
+            ApiError::Unauthorized(reason) | ApiError::Unavailable(reason) => {
+                tracing::warn!(message = "Refused a provisioning request.", status, %reason);
+            }
+            // Body errors may quote the caller's data: log the status only.
+            _ => tracing::info!(message = "Refused a provisioning request.", status),
+        }
+    }
+    result
+}
+
+async fn provision_request(
+    request: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let header = request
+        .headers()
+        .get("Authorization")
+        .and_then(|v| v.to_str().ok());
+    let secret = bearer(header);
+    let trusted = match secret {
+        Some(s) if state.trusted_secrets.accepts(s) => true,
+        Some(s) if state.secrets.accepts(s) => false,
+        _ => {
+            return Err(ApiError::Unauthorized(
+                "missing or unknown API secret (Authorization: Bearer <secret>)".into(),
+            ));
+        }
+    };
+    let limit = state.max_body_bytes;
+    let body = payload
+        .to_bytes_limited(limit)
+        .await
+        .map_err(|_| ApiError::TooLarge(limit))?
+        .map_err(|e| ApiError::BadRequest(format!("could not read the request body: {e}")))?;
+    let body: ProvisionRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "the body must be {{\"provider\": ID, \"id_token\": JWT}} or {{\"provider\": ID, \"claims\": {{...}}}}: {e}"
+        ))
+    })?;
+    let provider = state
+        .logins
+        .providers()
+        .get(&body.provider)
+        .ok_or_else(|| ApiError::NotFound(format!("unknown provider `{}`", body.provider)))?;
+    let claims = match (body.id_token, body.claims) {
+        (Some(token), None) => {
+            let Some(issuer) = state.issuers.get(provider.id.as_str()) else {
+                return Err(ApiError::BadRequest(format!(
+                    "provider {} has no [token] settings, so it accepts no id_token",
+                    provider.id
+                )));
+            };
+            let verified = state
+                .verifier
+                .verify(provider.id.as_str(), issuer, &token)
+                .await
+                .map_err(|e| match e {
+                    e if e.is_unavailable() => ApiError::Unavailable(e.to_string()),
+                    e => ApiError::Unauthorized(token_reason(&e)),
+                })?;
+            crate::claims::kratos_claims(&verified)
+                .map_err(|e| ApiError::Unauthorized(e.to_string()))?
+        }
+        (None, Some(claims)) => {
+            if !trusted {
+                return Err(ApiError::Forbidden(
+                    "this API secret may only send id_token; raw claims need a trusted secret (api.trusted_secrets)".into(),
+                ));
+            }
+            for required in ["sub", "iss"] {
+                if !claims.get(required).is_some_and(Value::is_string) {
+                    return Err(ApiError::BadRequest(format!(
+                        "claims.{required} must be a string"
+                    )));
+                }
+            }
+            Value::Object(claims)
+        }
+        (Some(_), Some(_)) => {
+            return Err(ApiError::BadRequest(
+                "send either id_token or claims, not both".into(),
+            ));
+        }
+        (None, None) => {
+            return Err(ApiError::BadRequest(
+                "the body needs an id_token (or, for trusted callers, claims)".into(),
+            ));
+        }
+    };
+    let subject = claims
+        .get("sub")
+        .and_then(Value::as_str)
+        .and_then(|s| Subject::parse(s).ok())
+        .ok_or_else(|| ApiError::BadRequest("the claims have no `sub` (subject) string".into()))?;
+    let login = Login {
+        entry: EntryPoint::Api,
+        provider,
+        subject,
+        claims: (&claims).into(),
+        current: Current::ByCredential,
+        kratos_budget: state.deadline,
+        cleanup: vec![],
+    };
+    let outcome = tokio::time::timeout(state.deadline, state.logins.run(login))
+        .await
+        .map_err(|_| {
+            ApiError::Unavailable(format!(
+                "Kratos did not answer within {}; nothing was written",
+                humantime::format_duration(state.deadline)
+            ))
+        })??;
+    let status = if outcome.action == Action::Denied {
+        StatusCode::FORBIDDEN
+    } else {
+        StatusCode::OK
+    };
+    Ok(HttpResponse::build(status).json(outcome_body(&outcome)))
+}
+
+fn token_reason(e: &TokenError) -> String {
+    format!("the id_token was rejected: {e}")
+}
+
+/// The answer's body. A link is reported as the update it is (`credentials.oidc` first in
+/// `changed`).
+fn outcome_body(outcome: &Outcome) -> Value {
+    let action = match outcome.action {
+        Action::Linked => Action::Updated,
+        other => other,
+    };
+    json!({
+        "action": action.as_str(),
+        "identity_id": outcome.identity_id.map(|id| id.to_string()),
+        "changed": outcome.changed,
+        "reason": outcome.denial.as_ref().map(ToString::to_string),
+        "code": outcome.denial.as_ref().map(|d| d.code()),
+    })
+}

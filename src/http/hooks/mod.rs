@@ -1,0 +1,268 @@
+//! Kratos web hooks: the login use case, called by Kratos during OIDC registration and login.
+//!
+//! Facts from Kratos's code this module is built on (docs/kratos.md §1–2):
+//!
+//! - Kratos never passes OIDC claims to a web hook. The Kratos-side claims mapper kratos-jit
+//!   ships ([`crate::carrier`]) carries them in `metadata_public.kratos_jit_claims`.
+//! - Registration hooks with `response.parse: true` run *before* the identity is persisted; a
+//!   `200 {"identity": {...}}` answer replaces the named fields wholesale (an empty field is not
+//!   copied, so an emptied `metadata_public` is sent as `{}`), and any 4xx with a `messages`
+//!   body interrupts the flow and shows the messages. 5xx and 429 are retried by Kratos and their
+//!   bodies lost, so this module never answers them ([`answer`]).
+//! - Login hooks cannot change the identity (Kratos persists only the session), so the use case
+//!   writes through the admin API; a 4xx with `messages` refuses the sign-in.
+//! - Kratos retries a call (same `Ory-Webhook-Trigger-ID`); answers are remembered per trigger id
+//!   ([`triggers`]) so that a retry gets the first answer and nothing is applied twice.
+//! - Kratos v26.2.0 never re-runs the mapper at login, so the claims a login hook sees there are
+//!   the registration's (or none, since registration removes them). Claims issued before the
+//!   session's authentication are *stale*: they are never re-applied; the login is only checked
+//!   against the policy with the identity's current traits. Where Kratos re-runs the mapper at
+//!   login (`update_identity_on_login: automatic`, Kratos master and the enterprise build
+//!   ≥ v26.2.2) the claims are fresh and the login use case updates the identity.
+//!
+//! Both hooks run [`crate::login`]: the registration as [`Current::Registering`] (Kratos persists
+//! what the use case decides; the identity that already holds the e-mail is looked up and the
+//! linking rule applied, as for the API), the login as [`Current::Session`].
+
+pub mod answer;
+pub mod body;
+pub mod triggers;
+
+use std::time::{Duration, SystemTime};
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::{Value, json};
+
+use crate::carrier::CARRIED_CLAIMS_KEY;
+use crate::domain::{IdentityId, Subject};
+use crate::kratos::{KratosAdmin, PatchOp};
+use crate::login::{Action, Current, EntryPoint, Login, Logins};
+use answer::HookAnswer;
+use body::{HookBody, HookSession, issued_at, subject_of, take_carried};
+use triggers::TriggerCache;
+
+use super::auth::{Secrets, hook_secret};
+
+/// Everything the hook endpoints need besides the login use case.
+pub struct HookSettings {
+    pub secrets: Secrets,
+    /// The Kratos calls of one hook call end within this.
+    pub deadline: Duration,
+    pub claims_max_age: Duration,
+    pub max_body_bytes: usize,
+}
+
+/// Registration (pre-persist): decide, and tell Kratos what to persist.
+pub async fn registration<K: KratosAdmin>(
+    logins: &Logins<K>,
+    settings: &HookSettings,
+    mut body: HookBody,
+) -> HookAnswer {
+    let (carried, mut public) = take_carried(&mut body.identity);
+    let Some((provider_id, claims)) = carried else {
+        tracing::error!(
+            message = "A registration hook carried no claims; is the provider's mapper_url the kratos-jit carrier mapper?"
+        );
+        return HookAnswer::misconfigured(400, "kratos-jit received no claims from Kratos");
+    };
+    let Some(provider) = logins.providers().get(&provider_id) else {
+        tracing::error!(message = "A registration hook named a provider kratos-jit does not have.");
+        return HookAnswer::misconfigured(400, "kratos-jit does not know this provider");
+    };
+    let Ok(subject) = Subject::parse(subject_of(&claims)) else {
+        return HookAnswer::bad_request(400, "the carried claims have no `sub` string");
+    };
+    let login = Login {
+        entry: EntryPoint::RegistrationHook,
+        provider,
+        subject,
+        claims: (&*claims).into(),
+        current: Current::Registering,
+        kratos_budget: settings.deadline,
+        cleanup: vec![],
+    };
+    let outcome = match logins.run(login).await {
+        Ok(outcome) => outcome,
+        Err(_) => return HookAnswer::unavailable("kratos-jit could not complete the registration"),
+    };
+    match (outcome.action, outcome.to_create, outcome.denial) {
+        (Action::Denied, _, Some(denial)) => HookAnswer::denied(&denial),
+        (Action::Linked, ..) => HookAnswer::linked(),
+        (Action::Created, Some(new), _) => {
+            if let Some(owned) = outcome.mapped.and_then(|m| m.metadata_public) {
+                public.extend(owned);
+            }
+            let mut identity = json!({
+                "traits": new.traits,
+                "metadata_public": public,
+                "metadata_admin": new.metadata_admin,
+            });
+            if !new.verified_addresses.is_empty() {
+                identity["verifiable_addresses"] = new
+                    .verified_addresses
+                    .iter()
+                    .map(|a| json!({"value": a.value, "via": a.via, "verified": true, "status": "completed"}))
+                    .collect();
+            }
+            HookAnswer::identity(identity)
+        }
+        // A registration holds no credential yet, so nothing else can be decided.
+        _ => HookAnswer::unavailable("kratos-jit could not complete the registration"),
+    }
+}
+
+/// The provider of an OIDC login, from the session's authentication methods.
+fn login_provider(session: Option<&HookSession>) -> Option<String> {
+    session?
+        .authentication_methods
+        .iter()
+        .rev()
+        .find(|m| m.get("method").and_then(Value::as_str) == Some("oidc"))
+        .and_then(|m| m.get("provider")?.as_str().map(str::to_owned))
+}
+
+/// Seconds since the epoch of an RFC 3339 time.
+fn epoch_seconds(rfc3339: &str) -> Option<i64> {
+    let t = humantime::parse_rfc3339_weak(rfc3339.trim_end_matches('Z').split('.').next()?).ok()?;
+    Some(t.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_secs() as i64)
+}
+
+/// Claims are fresh when they were issued for this sign-in: `iat` no earlier than `max_age`
+/// before the session's authentication.
+fn fresh(iat: Option<i64>, session: Option<&HookSession>, max_age: Duration) -> bool {
+    let authenticated = session
+        .and_then(|s| s.authenticated_at.as_deref())
+        .and_then(epoch_seconds);
+    match (iat, authenticated) {
+        (Some(iat), Some(at)) => iat >= at - max_age.as_secs() as i64,
+        _ => false,
+    }
+}
+
+/// Login (after): refuse what the policy refuses; apply fresh claims through the admin API.
+pub async fn login<K: KratosAdmin>(
+    logins: &Logins<K>,
+    settings: &HookSettings,
+    mut body: HookBody,
+) -> HookAnswer {
+    let Some(provider_id) = login_provider(body.session.as_ref()) else {
+        return HookAnswer::no_change();
+    };
+    let Some(provider) = logins.providers().get(&provider_id) else {
+        // A provider kratos-jit does not manage: not ours to judge.
+        return HookAnswer::no_change();
+    };
+    let Some(identity_id) = body
+        .identity
+        .id
+        .as_deref()
+        .and_then(|id| id.parse::<IdentityId>().ok())
+    else {
+        return HookAnswer::bad_request(400, "identity.id is not a Kratos identity id (a UUID)");
+    };
+    let (carried, public) = take_carried(&mut body.identity);
+    // Claims carried for another provider are not this login's.
+    let carried = carried.filter(|(provider, _)| *provider == provider_id);
+    let fresh_claims = carried.filter(|(_, claims)| {
+        fresh(
+            issued_at(claims),
+            body.session.as_ref(),
+            settings.claims_max_age,
+        )
+    });
+    let Some((_, claims)) = fresh_claims else {
+        // Stale or absent claims are never re-applied; what the identity holds is re-checked
+        // against the policy as it is today.
+        return match logins.recheck(provider, &body.identity.traits) {
+            Ok(()) => HookAnswer::no_change(),
+            Err(denial) => {
+                tracing::info!(message = "Refused a login on the identity's current traits.", provider = provider.id.as_str(), identity_id = %identity_id, denial = denial.code());
+                HookAnswer::denied(&denial)
+            }
+        };
+    };
+    let Ok(subject) = Subject::parse(subject_of(&claims)) else {
+        return HookAnswer::bad_request(400, "the carried claims have no `sub` string");
+    };
+    let login = Login {
+        entry: EntryPoint::LoginHook,
+        provider,
+        subject,
+        claims: (&*claims).into(),
+        current: Current::Session {
+            id: identity_id,
+            view: json!({"traits": body.identity.traits, "metadata_public": public}),
+        },
+        kratos_budget: settings.deadline,
+        // The claims have served their purpose; they must not stay visible to the user.
+        cleanup: vec![PatchOp::Remove {
+            path: format!("/metadata_public/{CARRIED_CLAIMS_KEY}"),
+        }],
+    };
+    match logins.run(login).await {
+        Ok(outcome) => match outcome.denial {
+            Some(denial) => HookAnswer::denied(&denial),
+            None => HookAnswer::no_change(),
+        },
+        // Documented outcome: the policy passed (or could not run for want of Kratos, which
+        // the use case has checked on what the hook was shown), so the sign-in proceeds; the
+        // update is applied at the next login (or by the provisioning API).
+        Err(_) => {
+            tracing::warn!(message = "The login's update could not be written; the sign-in proceeds without it.", provider = provider.id.as_str(), identity_id = %identity_id);
+            HookAnswer::no_change()
+        }
+    }
+}
+
+/// The web hook HTTP entry point shared by both hooks: authentication, retries, the body.
+pub async fn handle<F, Fut>(
+    request: &HttpRequest,
+    payload: web::Payload,
+    settings: &HookSettings,
+    cache: &TriggerCache,
+    run: F,
+) -> HttpResponse
+where
+    F: FnOnce(HookBody) -> Fut,
+    Fut: std::future::Future<Output = HookAnswer>,
+{
+    let answer = async {
+        let header = request
+            .headers()
+            .get("Authorization")
+            .and_then(|v| v.to_str().ok());
+        if !hook_secret(header).is_some_and(|secret| settings.secrets.accepts(&secret)) {
+            return HookAnswer::misconfigured(401, "the web hook call was not authenticated");
+        }
+        let trigger = request
+            .headers()
+            .get("Ory-Webhook-Trigger-ID")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if let Some(previous) = trigger.as_deref().and_then(|t| cache.get(t)) {
+            return previous;
+        }
+        let body = match payload.to_bytes_limited(settings.max_body_bytes).await {
+            Ok(Ok(bytes)) => bytes,
+            _ => return HookAnswer::bad_request(413, "the web hook body is too large"),
+        };
+        let answer = match serde_json::from_slice::<HookBody>(&body) {
+            Ok(body) => run(body).await,
+            Err(_) => HookAnswer::bad_request(
+                400,
+                "the web hook body is not what kratos-jit's body template sends",
+            ),
+        };
+        if let Some(trigger) = trigger {
+            cache.put(trigger, answer.clone());
+        }
+        answer
+    }
+    .await;
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_REQUEST);
+    match answer.body {
+        Some(body) => HttpResponse::build(status).json(body),
+        None => HttpResponse::build(status).finish(),
+    }
+}
