@@ -4,8 +4,8 @@
 //! a login as a [`Login`] — the provider, the claims, the subject, and how to find the identity
 //! Kratos holds ([`Current`]) — and call [`Logins::run`], which:
 //!
-//! 1. finds what Kratos holds: the identity with the OIDC credential `<provider>:<subject>`, the
-//!    identity being signed in, or nothing yet;
+//! 1. finds what Kratos holds: the identity with the OIDC credential `<provider>:<subject>`, or
+//!    nothing yet (a registration Kratos is about to persist);
 //! 2. runs the provider's mapper **once** with the claims and that identity
 //!    (`std.extVar('identity')`), and checks Kratos's output contract and the policy (tenant,
 //!    domains, schema: [`crate::domain::policy`]);
@@ -79,11 +79,13 @@ impl fmt::Display for EntryPoint {
 pub enum Current {
     /// By the OIDC credential `<provider>:<subject>` (the API, `check`).
     ByCredential,
-    /// The identity Kratos is signing in (the login hook), read by its id. `view` is what the
-    /// hook itself was shown of it (`traits`, `metadata_public`; never `metadata_admin`): when
-    /// the read fails (Kratos slow, down, or not knowing the id), the mapper and the policy run
-    /// on `view`, so that a refusal still refuses, and nothing is written.
-    Session { id: IdentityId, view: Value },
+    /// A sign-in Kratos is completing (the login hook): found by the OIDC credential like the
+    /// API does, so that the same rules apply (an identity without this credential is a first
+    /// login: `jit.create`, the e-mail holder, the linking rule). `view` is what the hook itself
+    /// was shown of the identity (`traits`, `metadata_public`; never `metadata_admin`): when
+    /// Kratos does not answer the lookup, the mapper and the policy run on `view`, so that a
+    /// refusal still refuses, and nothing is written.
+    Session { view: Value },
     /// Kratos is about to create the identity (the registration hook, pre-persist): nothing
     /// holds the credential yet, and Kratos itself persists what the use case decides. Only a
     /// link to an existing identity is written here.
@@ -405,22 +407,17 @@ impl<K: KratosAdmin> Run<'_, '_, K> {
         match &self.login.current {
             Current::ByCredential => Ok(Ok(self.by_credential().await?)),
             Current::Registering => Ok(Ok(None)),
-            Current::Session { id, view } => {
-                match self.kratos(self.logins.kratos.get(id)).await {
-                    Ok(identity) => Ok(Ok(Some(identity))),
-                    Err(error) => {
-                        // Kratos is slow, down or does not know the identity it is signing in:
-                        // refuse what the policy refuses all the same, and let the rest wait
-                        // for a login where Kratos answers.
-                        match self.map(Some(view)).await? {
-                            Mapped::Refused(denial, output) => {
-                                Ok(Err(Outcome::denied(denial, output)))
-                            }
-                            Mapped::Admitted(..) => Err(error.into()),
-                        }
+            Current::Session { view } => match self.by_credential().await {
+                Ok(existing) => Ok(Ok(existing)),
+                Err(error) => {
+                    // Kratos is slow or down: refuse what the policy refuses all the same, and
+                    // let the rest wait for a login where Kratos answers.
+                    match self.map(Some(view)).await? {
+                        Mapped::Refused(denial, output) => Ok(Err(Outcome::denied(denial, output))),
+                        Mapped::Admitted(..) => Err(error.into()),
                     }
                 }
-            }
+            },
         }
     }
 

@@ -37,6 +37,11 @@ pub fn fixture(provider: &str, case: &str) -> Value {
     .unwrap()
 }
 
+/// The fixture sets the tests read (claims as Kratos builds them, web hook contexts).
+pub fn fixtures_dir() -> PathBuf {
+    manifest_dir().join("../shared/fixtures")
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(&[]).await
 }
@@ -105,6 +110,26 @@ pub fn token_providers(issuer_url: &str, jwks_url: Option<&str>) -> tempfile::Te
     copy_provider("okta-acme", tree.path(), |settings| {
         settings.remove("token");
     });
+    tree
+}
+
+/// Every sample provider, with `provider`'s `provider.toml` and `mapper.jsonnet` edited.
+pub fn edited_providers(
+    provider: &str,
+    settings: impl FnOnce(&mut toml::Table),
+    mapper: impl FnOnce(String) -> String,
+) -> tempfile::TempDir {
+    let tree = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(manifest_dir().join("mappers")).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &tree.path().join(entry.file_name()));
+        }
+    }
+    copy_provider(provider, tree.path(), settings);
+    let path = tree.path().join(provider).join("mapper.jsonnet");
+    let source = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, mapper(source)).unwrap();
     tree
 }
 

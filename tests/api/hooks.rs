@@ -359,3 +359,283 @@ async fn stale_claims_at_login_are_not_reapplied() {
         "admin"
     );
 }
+
+/// The message Kratos would show: `(context.code, text, context.reason)`.
+fn message_of(answer: &HookAnswer) -> (String, String, String) {
+    assert_kratos_messages(answer);
+    let message = &answer.body.as_ref().unwrap()["messages"][0]["messages"][0];
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    (
+        text(&message["context"]["code"]),
+        text(&message["text"]),
+        text(&message["context"]["reason"]),
+    )
+}
+
+/// An identity the application created with a password: it holds the e-mail as an identifier
+/// but no OIDC credential of any provider.
+fn insert_password_identity(app: &TestApp, email: &str, tenant: &str) {
+    app.kratos.insert_identity(json!({
+        "schema_id": "default",
+        "traits": {"email": email, "tenant_id": tenant, "role": "guest"},
+        "credentials": {"password": {"config": {"password": "correct horse battery staple"}}}
+    }));
+}
+
+/// A fresh-claims login of `claims` for an identity Kratos signs in with `id`.
+fn login_body(provider: &str, claims: &Value, id: &str) -> Value {
+    let mut ctx = fresh_login(provider, claims);
+    ctx["identity"]["id"] = json!(id);
+    hook_body("login", &ctx)
+}
+
+#[actix_web::test]
+async fn the_login_hook_says_jit_creation_is_off_when_the_idp_may_not_create() {
+    let tree = crate::helpers::edited_providers(
+        "okta-acme",
+        |settings| {
+            settings["jit"]["create"] = false.into();
+        },
+        |mapper| mapper,
+    );
+    let app = crate::helpers::spawn_app_with_providers(tree.path(), &[]).await;
+    let body = login_body(
+        "okta-acme",
+        &fixture("okta-acme", "admin"),
+        "6f1d3c2b-8a7e-4b5c-9d0e-1a2b3c4d5e6f",
+    );
+
+    let answer = call(&app, "login", &body, "create-off-1", Some(HOOK_SECRET)).await;
+
+    let (code, text, reason) = message_of(&answer);
+    assert_eq!(code, "create_disabled");
+    assert!(text.contains("not been set up"), "{text}");
+    assert!(reason.contains("jit.create = false"), "{reason}");
+    assert!(app.kratos.writes().is_empty(), "{:?}", app.kratos.writes());
+}
+
+#[actix_web::test]
+async fn the_login_hook_gives_the_linking_refusal_for_an_e_mail_held_by_an_unlinked_identity() {
+    let app = spawn_app().await;
+    insert_password_identity(&app, "ada@acme.example", "tenant-acme");
+    let before = app.kratos.identities();
+    app.kratos.clear_log();
+    let body = login_body(
+        "okta-acme",
+        &fixture("okta-acme", "admin"),
+        "6f1d3c2b-8a7e-4b5c-9d0e-1a2b3c4d5e6f",
+    );
+
+    let answer = call(&app, "login", &body, "linking-1", Some(HOOK_SECRET)).await;
+
+    let (code, text, reason) = message_of(&answer);
+    assert_eq!(code, "linking_disabled");
+    assert!(text.contains("already exists"), "{text}");
+    assert!(reason.contains("linking by e-mail is off"), "{reason}");
+    assert!(
+        !reason.contains("ada@"),
+        "the reason names the address: {reason}"
+    );
+    assert!(app.kratos.writes().is_empty(), "{:?}", app.kratos.writes());
+    assert_eq!(app.kratos.identities(), before);
+}
+
+#[actix_web::test]
+async fn the_login_hook_names_the_refused_e_mail_domain() {
+    let app = spawn_app().await;
+    let body = login_body(
+        "okta-acme",
+        &fixture("okta-acme", "foreign-domain"),
+        "6f1d3c2b-8a7e-4b5c-9d0e-1a2b3c4d5e6f",
+    );
+
+    let answer = call(&app, "login", &body, "domain-1", Some(HOOK_SECRET)).await;
+
+    let (code, text, _) = message_of(&answer);
+    assert_eq!(code, "foreign_domain");
+    let domain = fixture("okta-acme", "foreign-domain")["email"]
+        .as_str()
+        .unwrap()
+        .rsplit_once('@')
+        .unwrap()
+        .1
+        .to_lowercase();
+    assert!(text.contains(&domain), "{text}");
+    assert!(app.kratos.writes().is_empty());
+}
+
+/// The registration hook's body for `claims`, as Kratos sends it after its own mapper ran.
+fn registration_body(provider: &str, claims: &Value) -> Value {
+    hook_body("registration", &ctx("registration", provider, claims))
+}
+
+#[actix_web::test]
+async fn a_registration_whose_e_mail_another_identity_holds_gets_the_apis_answer() {
+    for (holder_tenant, expected_code) in [
+        ("tenant-acme", "linking_disabled"),
+        ("tenant-globex", "linking_disabled"),
+    ] {
+        let app = spawn_app().await;
+        insert_password_identity(&app, "ada@acme.example", holder_tenant);
+        let before = app.kratos.identities();
+        let claims = fixture("okta-acme", "admin");
+
+        let api = app.provision_claims("okta-acme", &claims).await;
+        let hook = call(
+            &app,
+            "registration",
+            &registration_body("okta-acme", &claims),
+            &format!("held-by-{holder_tenant}"),
+            Some(HOOK_SECRET),
+        )
+        .await;
+
+        assert_eq!(api.status, 403, "{}", api.body);
+        assert_eq!(api.body["code"], expected_code, "{}", api.body);
+        let (code, _, reason) = message_of(&hook);
+        assert_eq!(code, expected_code, "{holder_tenant}");
+        assert_eq!(
+            reason,
+            api.body["reason"].as_str().unwrap(),
+            "{holder_tenant}"
+        );
+        assert!(
+            app.kratos.writes().is_empty(),
+            "{holder_tenant}: a denial wrote"
+        );
+        assert_eq!(app.kratos.identities(), before);
+    }
+}
+
+#[actix_web::test]
+async fn a_registration_links_the_e_mails_identity_where_the_api_would() {
+    let linking = || {
+        crate::helpers::edited_providers(
+            "okta-acme",
+            |settings| {
+                settings["jit"]["link_by_verified_email"] = true.into();
+            },
+            |mapper| mapper,
+        )
+    };
+    let claims = fixture("okta-acme", "admin");
+    // The API links the identity the application created…
+    let tree = linking();
+    let api_app = crate::helpers::spawn_app_with_providers(tree.path(), &[]).await;
+    insert_password_identity(&api_app, "ada@acme.example", "tenant-acme");
+    let api = api_app.provision_claims("okta-acme", &claims).await;
+    assert_eq!(api.status, 200, "{}", api.body);
+    assert_eq!(api.body["changed"][0], "credentials.oidc");
+    // … and so does the registration hook, which then stops Kratos from creating a second one.
+    let tree = linking();
+    let hook_app = crate::helpers::spawn_app_with_providers(tree.path(), &[]).await;
+    insert_password_identity(&hook_app, "ada@acme.example", "tenant-acme");
+    let hook = call(
+        &hook_app,
+        "registration",
+        &registration_body("okta-acme", &claims),
+        "link-1",
+        Some(HOOK_SECRET),
+    )
+    .await;
+
+    let (code, text, _) = message_of(&hook);
+    assert_eq!(code, "linked");
+    assert!(text.contains("sign in again"), "{text}");
+    for app in [&api_app, &hook_app] {
+        let identities = app.kratos.identities();
+        assert_eq!(identities.len(), 1, "a second identity was created");
+        let linked = app
+            .identity_for("okta-acme", "ada@acme.example")
+            .expect("linked");
+        assert_eq!(linked["traits"]["role"], "admin");
+    }
+}
+
+#[actix_web::test]
+async fn a_mapper_change_is_seen_by_every_entry_point() {
+    // Acme's admins become guests: a change every entry point must see at once.
+    let tree = crate::helpers::edited_providers(
+        "okta-acme",
+        |_| {},
+        |mapper| {
+            let edited = mapper.replace(
+                "std.member(groups, 'Acme-Admins') then 'admin'",
+                "std.member(groups, 'Acme-Admins') then 'guest'",
+            );
+            assert_ne!(edited, mapper, "the mapper's role rule moved");
+            edited
+        },
+    );
+    let app = crate::helpers::spawn_app_with_providers(tree.path(), &[]).await;
+    let admin = fixture("okta-acme", "admin");
+
+    // The provisioning API.
+    let api = app.provision_claims("okta-acme", &admin).await;
+    assert_eq!(api.status, 200, "{}", api.body);
+    let identity = app.identity_for("okta-acme", "ada@acme.example").unwrap();
+    assert_eq!(identity["traits"]["role"], "guest", "the API");
+
+    // The login hook: the identity is set back to admin, the next fresh login makes it a guest.
+    let id = identity["id"].as_str().unwrap().to_owned();
+    let promote = json!([{"op": "replace", "path": "/traits/role", "value": "admin"}]);
+    app.client
+        .patch(format!("{}/admin/identities/{id}", app.kratos.base_url()))
+        .json(&promote)
+        .send()
+        .await
+        .unwrap();
+    let answer = call(
+        &app,
+        "login",
+        &login_body("okta-acme", &admin, &id),
+        "change-login",
+        Some(HOOK_SECRET),
+    )
+    .await;
+    assert_eq!(answer.status, 204, "{:?}", answer.body);
+    let identity = app.identity_for("okta-acme", "ada@acme.example").unwrap();
+    assert_eq!(identity["traits"]["role"], "guest", "the login hook");
+
+    // The registration hook (a new user of the same group).
+    app.reset_kratos().await;
+    let answer = call(
+        &app,
+        "registration",
+        &registration_body("okta-acme", &admin),
+        "change-registration",
+        Some(HOOK_SECRET),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    assert_eq!(
+        answer.body.unwrap()["identity"]["traits"]["role"],
+        "guest",
+        "the registration hook"
+    );
+
+    // `kratos-jit map` and `kratos-jit check`, on the same tree.
+    let claims_file = manifest_dir().join("mappers/okta-acme/tests/admin.claims.json");
+    let map = std::process::Command::new(env!("CARGO_BIN_EXE_kratos-jit"))
+        .args(["map", "--provider", "okta-acme", "--dir"])
+        .arg(tree.path())
+        .arg(&claims_file)
+        .output()
+        .unwrap();
+    let printed: Value = serde_json::from_slice(&map.stdout).expect("map prints JSON");
+    assert_eq!(printed["identity"]["traits"]["role"], "guest", "map");
+    let check = std::process::Command::new(env!("CARGO_BIN_EXE_kratos-jit"))
+        .arg("check")
+        .arg(tree.path())
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        !check.status.success(),
+        "check passed the old fixture:\n{report}"
+    );
+    assert!(
+        report.contains("FAIL  okta-acme") && report.contains("+     \"role\": \"guest\""),
+        "check:\n{report}"
+    );
+}

@@ -34,13 +34,13 @@ const FOREIGN: &[(&str, &str)] = &[
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Format {
+pub enum Format {
     Text,
     Json,
 }
 
 impl Format {
-    fn flag(self) -> &'static str {
+    pub fn flag(self) -> &'static str {
         match self {
             Format::Text => "text",
             Format::Json => "json",
@@ -57,7 +57,7 @@ impl Format {
 }
 
 /// `kratos-jit serve` as a child process, its output captured.
-struct Served {
+pub struct Served {
     child: Child,
     stderr: Arc<Mutex<String>>,
     stdout: Arc<Mutex<String>>,
@@ -76,7 +76,7 @@ fn capture(stream: impl Read + Send + 'static, into: Arc<Mutex<String>>) -> Join
 }
 
 impl Served {
-    fn start(format: Format, env: &[(&str, String)]) -> Served {
+    pub fn start(format: Format, env: &[(&str, String)]) -> Served {
         let mut command = Command::new(env!("CARGO_BIN_EXE_kratos-jit"));
         command.args(["serve", "--log-format", format.flag()]);
         for (name, _) in std::env::vars_os() {
@@ -109,7 +109,7 @@ impl Served {
     }
 
     /// The base URL, once the server logged that it is serving.
-    async fn address(&mut self) -> String {
+    pub async fn address(&mut self) -> String {
         let started = Instant::now();
         loop {
             let log = self.log();
@@ -131,7 +131,7 @@ impl Served {
     }
 
     /// Stops the server with SIGTERM, as an orchestrator would, and returns (stderr, stdout).
-    async fn stop(mut self) -> (String, String) {
+    pub async fn stop(mut self) -> (String, String) {
         let pid = libc::pid_t::try_from(self.child.id()).expect("a pid");
         // SAFETY: sends a signal to the child this test started and still holds (not yet
         // reaped, so the pid cannot have been reused).

@@ -7,6 +7,7 @@ mod concurrency;
 mod helpers;
 mod hooks;
 mod logs;
+mod privacy;
 mod provision;
 mod robustness;
 mod tokens;

@@ -83,12 +83,7 @@ fn the_same_claims_again_change_nothing() {
         Found::Credential(&current),
         &provenance(),
     );
-    assert_eq!(
-        decision,
-        Decision::Unchanged {
-            id: current.id
-        }
-    );
+    assert_eq!(decision, Decision::Unchanged { id: current.id });
 }
 
 #[test]
@@ -158,9 +153,7 @@ fn with_jit_update_off_an_existing_identity_is_only_signed_in() {
             Found::Credential(&current),
             &provenance()
         ),
-        Decision::Unchanged {
-            id: current.id
-        }
+        Decision::Unchanged { id: current.id }
     );
 }
 

@@ -191,7 +191,6 @@ pub async fn login<K: KratosAdmin>(
         subject,
         claims: (&*claims).into(),
         current: Current::Session {
-            id: identity_id,
             view: json!({"traits": body.identity.traits, "metadata_public": public}),
         },
         kratos_budget: settings.deadline,
