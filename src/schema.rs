@@ -6,8 +6,10 @@
 //!
 //! [`IdentitySchemas::validate_traits`] promises the answer Kratos would give when the identity
 //! is written: Kratos validates the whole identity schema document against `{"traits": traits}`,
-//! so that is what is validated here, with formats (`email`, ...) asserted. Kratos's own
-//! `ory.sh/kratos` extension keywords are accepted and play no part in validation.
+//! so that is what is validated here, with formats (`email`, ...) asserted. Of Kratos's own
+//! `ory.sh/kratos` extension keyword only the e-mail check is reproduced (see
+//! `kratos_extension`); the rest of it, such as the phone-number check of SMS recovery, plays no
+//! part here.
 //!
 //! A [`SchemaError::Invalid`] names every failing field as a JSON pointer into that document
 //! (`/traits/role`). Messages never repeat the offending value: traits are personal data, and these
@@ -18,8 +20,9 @@ use std::fmt;
 use std::path::PathBuf;
 
 use jsonschema::error::{TypeKind, ValidationErrorKind};
-use jsonschema::{ValidationError, Validator};
-use serde_json::{Value, json};
+use jsonschema::paths::Location;
+use jsonschema::{Keyword, ValidationError, Validator};
+use serde_json::{Map, Value, json};
 
 /// The id of the built-in schema, and the one provider folders use unless they say otherwise.
 pub const DEFAULT_SCHEMA_ID: &str = "default";
@@ -198,7 +201,50 @@ fn compile(schema: &Value) -> Result<Validator, ValidationError<'static>> {
         // ory/jsonschema, which Kratos validates with, has no `idn-email` checker, and a format
         // it does not know constrains nothing: Kratos takes any string there.
         .with_format("idn-email", |_| true)
+        .with_keyword("ory.sh/kratos", kratos_extension)
         .build(schema)
+}
+
+/// The e-mail check Kratos's `ory.sh/kratos` keyword makes of the value it sits on, whatever the
+/// `format` keyword says (Kratos v26.2.0, `identity/extension_recovery.go` and
+/// `identity/extension_verification.go`): `recovery.via: email` always checks the value as
+/// `format: email`, and `verification.via: email` does when the field has no `format`. So a
+/// field with `format: idn-email` and e-mail recovery takes only what `email` takes. A value that
+/// is not a string fails that check in Kratos, and here.
+fn kratos_extension<'a>(
+    parent: &'a Map<String, Value>,
+    value: &'a Value,
+    _location: Location,
+) -> Result<Box<dyn for<'i> Keyword<'i>>, ValidationError<'a>> {
+    let via = |flow: &str| value.get(flow)?.get("via")?.as_str();
+    // A `format` that is not a string turns the verification check off in Kratos.
+    let unformatted = parent.get("format").is_none_or(|f| f.as_str() == Some(""));
+    let checks_email =
+        via("recovery") == Some("email") || (via("verification") == Some("email") && unformatted);
+    Ok(Box::new(KratosEmailCheck(checks_email)))
+}
+
+/// Whether the `ory.sh/kratos` keyword here checks its value as an e-mail address.
+struct KratosEmailCheck(bool);
+
+impl<'i> Keyword<'i> for KratosEmailCheck {
+    fn validate(&self, instance: &'i Value) -> Result<(), ValidationError<'i>> {
+        if !self.0 {
+            return Ok(());
+        }
+        // The same words as a failed `format: email`, so that the two collapse into one violation.
+        match instance.as_str().map(check_email) {
+            Some(Ok(())) => Ok(()),
+            Some(Err(problem)) => Err(ValidationError::custom(format!(
+                "must be a valid \"email\": {problem}"
+            ))),
+            None => Err(ValidationError::custom("must be a valid \"email\"")),
+        }
+    }
+
+    fn is_valid(&self, instance: &'i Value) -> bool {
+        !self.0 || instance.as_str().is_some_and(is_email)
+    }
 }
 
 /// `format: email` exactly as Kratos v26.2.0 decides it: a trait is refused here if and only if
@@ -405,6 +451,7 @@ fn violations(error: ValidationError<'_>) -> Vec<Violation> {
         ValidationErrorKind::Type {
             kind: TypeKind::Single(expected),
         } => vec![violation(at, format!("must be of type {expected}"))],
+        ValidationErrorKind::Custom { message, .. } => vec![violation(at, message.clone())],
         ValidationErrorKind::Pattern { pattern } => {
             vec![violation(at, format!("must match the pattern {pattern}"))]
         }
@@ -652,6 +699,66 @@ mod tests {
 
             assert_eq!(result, Ok(()), "{address}");
         }
+    }
+
+    #[test]
+    fn kratos_recovery_and_verification_by_email_check_the_address_whatever_the_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("flows.schema.json");
+        let field = |format: Option<&str>, flow: &str| {
+            let mut field = json!({"ory.sh/kratos": {flow: {"via": "email"}}});
+            if let Some(format) = format {
+                field["format"] = json!(format);
+            }
+            field
+        };
+        let schema = json!({
+            "properties": {"traits": {
+                "type": "object",
+                "properties": {
+                    "recovery": field(Some("idn-email"), "recovery"),
+                    "verification": field(None, "verification"),
+                    "formatted_verification": field(Some("idn-email"), "verification"),
+                }
+            }}
+        });
+        std::fs::write(&path, schema.to_string()).unwrap();
+        let schemas = IdentitySchemas::load(&[("flows".into(), path)]).unwrap();
+        let traits = json!({
+            "recovery": "ada@bücher.example",
+            "verification": 42,
+            "formatted_verification": "not-an-address",
+        });
+
+        let error = schemas.validate_traits("flows", &traits).unwrap_err();
+
+        let SchemaError::Invalid { violations, .. } = error else {
+            panic!("expected Invalid, got {error:?}");
+        };
+        assert_eq!(
+            violations,
+            vec![
+                Violation {
+                    pointer: "/traits/recovery".into(),
+                    message: "must be a valid \"email\": its domain is not ASCII; give an internationalised domain in its xn-- form".into(),
+                },
+                Violation {
+                    pointer: "/traits/verification".into(),
+                    message: "must be a valid \"email\"".into(),
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn an_address_failing_both_format_and_recovery_is_reported_once() {
+        let mut traits = valid_traits();
+        traits["email"] = json!("Ada <ada@acme.example>");
+
+        let violations = violations_of(&traits);
+
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert_eq!(violations[0].pointer, "/traits/email");
     }
 
     #[test]
