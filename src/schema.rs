@@ -249,7 +249,7 @@ impl<'i> Keyword<'i> for KratosEmailCheck {
 
 /// `format: email` exactly as Kratos v26.2.0 decides it: a trait is refused here if and only if
 /// Kratos would refuse it. [`check_email`] says why.
-fn is_email(s: &str) -> bool {
+pub fn is_email(s: &str) -> bool {
     check_email(s).is_ok()
 }
 

@@ -66,7 +66,9 @@ pub fn admit<'p>(
     let in_domains = |address: &str| {
         email_domain(address).is_some_and(|d| binding.verified_domains.contains(&d))
     };
-    let Some(domain) = email_domain(email) else {
+    // An address Kratos would refuse (`Ada <ada@…>`, a comment, a UTF-8 domain) has no domain
+    // the check below could trust: refused as what it is, before the domain is read.
+    let Some(domain) = email_domain(email).filter(|_| crate::schema::is_email(email)) else {
         return Err(Denial::NotAnEmail);
     };
     if !in_domains(email) {
@@ -108,6 +110,31 @@ mod tests {
         };
         assert!(!foreign.to_string().contains('@'));
         assert!(!Denial::NotAnEmail.to_string().contains("probe"));
+    }
+
+    #[test]
+    fn an_address_kratos_refuses_is_not_an_email_whatever_its_domain_looks_like() {
+        let (providers, _) = crate::provider::Providers::load(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mappers"),
+        )
+        .unwrap();
+        let acme = providers.get("okta-acme").unwrap();
+        let schemas = IdentitySchemas::builtin();
+        for email in [
+            "Ada <ada@acme.example>",
+            "ada@acme.example (Ada)",
+            "ada@bücher.example",
+        ] {
+            let mapped = MappedIdentity::from_output(&serde_json::json!({"identity": {"traits": {
+                "email": email, "tenant_id": "tenant-acme", "role": "user",
+                "first_name": "Ada", "last_name": "Lovelace"}}}))
+            .unwrap();
+            assert_eq!(
+                admit(acme, &mapped, &schemas).err(),
+                Some(Denial::NotAnEmail),
+                "{email}"
+            );
+        }
     }
 
     #[test]
