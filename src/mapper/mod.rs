@@ -23,6 +23,8 @@ pub mod guard;
 pub mod process;
 
 mod convert;
+mod error;
+mod output;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -32,11 +34,13 @@ use std::time::{Duration, Instant};
 
 use jrsonnet_evaluator::error::ErrorKind;
 use jrsonnet_evaluator::{PreparedSnippet, State, Val, trace::PathResolver};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use serde_json::Value;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+pub use error::{Location, MapperError};
+pub use output::{MappedIdentity, VerifiedAddress, empty_identity, identity_ext_var};
 pub use process::WorkerProgram;
 
 /// Limits applied to every evaluation.
@@ -90,175 +94,6 @@ impl MapperSource {
             sha256,
         }
     }
-}
-
-/// Where in a mapper file something went wrong.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Location {
-    pub path: PathBuf,
-    pub line: usize,
-    pub column: usize,
-}
-
-impl std::fmt::Display for Location {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}:{}", self.path.display(), self.line, self.column)
-    }
-}
-
-fn computing(field: &Option<String>) -> String {
-    field
-        .as_ref()
-        .map(|f| format!(" (while computing {f})"))
-        .unwrap_or_default()
-}
-
-fn at(location: &Option<Location>) -> String {
-    location
-        .as_ref()
-        .map(|l| format!(" at {l}"))
-        .unwrap_or_default()
-}
-
-/// Why a mapper produced no usable output.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
-pub enum MapperError {
-    #[error("{location}: {message}")]
-    Compile { location: Location, message: String },
-    /// The mapper refused the login with `error "..."`.
-    #[error("{message}")]
-    Denied {
-        message: String,
-        location: Option<Location>,
-    },
-    #[error("the mapper reads the claim or field `{field}`, which is not there{}{}; guard it with std.objectHas or std.get", at(.location), computing(.output_field))]
-    MissingField {
-        field: String,
-        location: Option<Location>,
-        output_field: Option<String>,
-    },
-    #[error("the mapper failed{}{}: {message}", at(.location), computing(.output_field))]
-    Runtime {
-        message: String,
-        location: Option<Location>,
-        output_field: Option<String>,
-    },
-    #[error("the mapper did not finish within {0:?}")]
-    Timeout(Duration),
-    #[error("the mapper allocated more than {0} bytes")]
-    TooMuchMemory(u64),
-    #[error("the mapper recursed deeper than {0} calls")]
-    StackOverflow(usize),
-    #[error("the mapper output is larger than {0} bytes")]
-    OutputTooLarge(usize),
-    #[error("the mapper output is invalid: {0}")]
-    InvalidOutput(String),
-    #[error("the mapper's worker process failed: {0}")]
-    WorkerCrashed(String),
-    #[error("no mapper is loaded for provider `{0}`")]
-    UnknownProvider(String),
-    #[error("the mapper engine is not running")]
-    EngineStopped,
-}
-
-impl MapperError {
-    /// A denial the mapper chose (as opposed to a broken or runaway mapper).
-    pub fn is_denial(&self) -> bool {
-        matches!(self, MapperError::Denied { .. })
-    }
-}
-
-/// What a mapper produced, checked against Kratos's output contract.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MappedIdentity {
-    pub traits: Map<String, Value>,
-    pub metadata_public: Option<Map<String, Value>>,
-    pub metadata_admin: Option<Map<String, Value>>,
-    pub verified_addresses: Vec<VerifiedAddress>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VerifiedAddress {
-    pub value: String,
-    pub via: String,
-}
-
-impl MappedIdentity {
-    /// Applies Kratos's checks on a mapper's output (`strategy_registration.go`): `identity.traits`
-    /// must be an object, metadata objects if present, `verified_addresses` an array of
-    /// `{value, via}` whose e-mail values Kratos lower-cases and trims.
-    pub fn from_output(output: &Value) -> Result<Self, MapperError> {
-        let invalid = |m: &str| MapperError::InvalidOutput(m.to_owned());
-        let identity = output
-            .get("identity")
-            .and_then(Value::as_object)
-            .ok_or_else(|| invalid("expected an object with an `identity` object at the top"))?;
-        let traits = match identity.get("traits") {
-            Some(Value::Object(t)) => t.clone(),
-            Some(_) => return Err(invalid("`identity.traits` must be an object")),
-            None => return Err(invalid("`identity.traits` is missing")),
-        };
-        let metadata = |key: &str| -> Result<Option<Map<String, Value>>, MapperError> {
-            match identity.get(key) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::Object(m)) => Ok(Some(m.clone())),
-                Some(_) => Err(MapperError::InvalidOutput(format!(
-                    "`identity.{key}` must be an object"
-                ))),
-            }
-        };
-        let mut verified_addresses = Vec::new();
-        match identity.get("verified_addresses") {
-            None | Some(Value::Null) => {}
-            Some(Value::Array(items)) => {
-                for (i, item) in items.iter().enumerate() {
-                    let field = |k: &str| item.get(k).and_then(Value::as_str);
-                    let (Some(value), Some(via)) = (field("value"), field("via")) else {
-                        return Err(MapperError::InvalidOutput(format!(
-                            "`identity.verified_addresses[{i}]` must be {{value: string, via: string}}"
-                        )));
-                    };
-                    let value = if via == "email" {
-                        value.trim().to_lowercase()
-                    } else {
-                        value.to_owned()
-                    };
-                    verified_addresses.push(VerifiedAddress {
-                        value,
-                        via: via.to_owned(),
-                    });
-                }
-            }
-            Some(_) => return Err(invalid("`identity.verified_addresses` must be an array")),
-        }
-        Ok(MappedIdentity {
-            traits,
-            metadata_public: metadata("metadata_public")?,
-            metadata_admin: metadata("metadata_admin")?,
-            verified_addresses,
-        })
-    }
-}
-
-/// The `identity` ext var for a login without an identity yet.
-pub fn empty_identity() -> Value {
-    serde_json::json!({"traits": {}, "metadata_public": {}, "metadata_admin": {}})
-}
-
-/// Fills in what Kratos coalesces: a missing `traits`/`metadata_*` of the current identity is `{}`.
-pub fn identity_ext_var(current: Option<&Value>) -> Value {
-    let Some(current) = current else {
-        return empty_identity();
-    };
-    let field = |k: &str| match current.get(k) {
-        Some(Value::Object(o)) => Value::Object(o.clone()),
-        _ => Value::Object(Default::default()),
-    };
-    serde_json::json!({
-        "traits": field("traits"),
-        "metadata_public": field("metadata_public"),
-        "metadata_admin": field("metadata_admin"),
-    })
 }
 
 fn new_state() -> (State, jrsonnet_stdlib::ContextInitializer) {
