@@ -1,6 +1,11 @@
-use super::*;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
 use serde_json::json;
-use std::time::Instant;
+use serde_json::value::RawValue;
+
+use super::evaluator::COLLECT_EVERY;
+use super::*;
 
 fn source(provider: &str, code: &str) -> MapperSource {
     MapperSource::new(provider, format!("mappers/{provider}/mapper.jsonnet"), code)
