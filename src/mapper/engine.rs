@@ -6,6 +6,9 @@
 //! [`MapperEngine::evaluate_blocking`] (sync) hand JSON over and get JSON back; a caller never
 //! waits longer than the evaluation timeout plus a short grace, whatever the mapper does. A
 //! request travels to an evaluator as a [`Job`].
+//!
+//! [`MapperEngine::evaluations`] counts the evaluations that reached an evaluator, so that a test
+//! can check how many a use case asked for.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -103,6 +106,19 @@ impl MapperEngine {
         &self.sources
     }
 
+    /// How many evaluations this engine (shared by its clones) has run since it started: every
+    /// [`Self::evaluate`] and [`Self::evaluate_blocking`] that reached an evaluator thread or a
+    /// worker process, whatever the result: output, denial, failure, or a timeout of a request
+    /// that waited too long in the queue. Requests refused before that (the engine stopped, no
+    /// worker could be started) are not counted. An answered call is counted by the time its
+    /// caller has the answer.
+    pub fn evaluations(&self) -> u64 {
+        match &self.pool {
+            Pool::Threads { shared, .. } => shared.evaluations(),
+            Pool::Processes(handle) => handle.0.evaluations(),
+        }
+    }
+
     fn job(&self, provider: &str, claims: OwnedClaims, identity: Value, reply: Reply) -> Job {
         Job {
             provider: provider.to_owned(),
@@ -186,5 +202,103 @@ impl MapperEngine {
                 Err(MapperError::Timeout(self.limits.timeout))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::mapper::empty_identity;
+
+    const EMAIL: &str =
+        "local c = std.extVar('claims'); { identity: { traits: { email: c.email } } }";
+
+    fn sources() -> Vec<MapperSource> {
+        vec![MapperSource::new("p", "mappers/p/mapper.jsonnet", EMAIL)]
+    }
+
+    /// Speaks the worker protocol without running any mapper: ready after the setup line, then
+    /// one fixed output per request.
+    const FAKE_WORKER: &str = r#"#!/bin/sh
+read -r setup
+echo '{"response":"ready"}'
+while read -r request; do
+  echo '{"response":{"ok":{"identity":{"traits":{}}}}}'
+done
+"#;
+
+    #[tokio::test]
+    async fn the_engine_counts_every_evaluation_its_threads_run_whatever_the_result() {
+        let engine =
+            MapperEngine::start(sources(), Limits::default(), 1, Isolation::Threads).unwrap();
+        assert_eq!(engine.evaluations(), 0);
+
+        let blocking = engine.clone();
+        tokio::task::spawn_blocking(move || {
+            blocking.evaluate_blocking("p", json!({"email": "a@b"}), empty_identity())
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(engine.evaluations(), 1);
+
+        engine
+            .evaluate("p", (&json!({"email": "a@b"})).into(), &empty_identity())
+            .await
+            .unwrap();
+        // A failing mapper and an unknown provider were evaluations asked for all the same.
+        engine
+            .evaluate("p", (&json!({})).into(), &empty_identity())
+            .await
+            .unwrap_err();
+        engine
+            .evaluate("nope", (&json!({})).into(), &empty_identity())
+            .await
+            .unwrap_err();
+        assert_eq!(engine.evaluations(), 4);
+        assert_eq!(engine.clone().evaluations(), 4, "clones share one count");
+    }
+
+    #[tokio::test]
+    async fn the_engine_counts_evaluations_that_worker_processes_run_queued_or_directly() {
+        let dir = tempfile::tempdir().unwrap();
+        let program = dir.path().join("fake-worker");
+        std::fs::write(&program, FAKE_WORKER).unwrap();
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let isolation = Isolation::Processes(WorkerProgram::new(&program));
+        let engine = MapperEngine::start(sources(), Limits::default(), 1, isolation).unwrap();
+        assert_eq!(engine.evaluations(), 0);
+
+        // Through the queue and a relay thread.
+        let blocking = engine.clone();
+        tokio::task::spawn_blocking(move || {
+            blocking.evaluate_blocking("p", json!({}), empty_identity())
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(engine.evaluations(), 1);
+
+        // Directly on an idle worker, the way `evaluate` uses one when it is free.
+        let Pool::Processes(handle) = &engine.pool else {
+            panic!("the engine was started with worker processes");
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let lease = loop {
+            if let Some(lease) = handle.0.lease_idle().unwrap() {
+                break lease;
+            }
+            assert!(Instant::now() < deadline, "no worker became idle");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        lease
+            .evaluate("p", (&json!({})).into(), &empty_identity())
+            .await
+            .unwrap();
+        assert_eq!(engine.evaluations(), 2);
     }
 }

@@ -7,6 +7,7 @@
 //! worker serves which job.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -42,6 +43,8 @@ pub(super) struct ProcessPool {
     state: std::sync::Mutex<PoolState>,
     /// Relays wait here until [`PoolState::relay_has_work`].
     work: std::sync::Condvar,
+    /// Jobs and direct exchanges that reached a worker, whatever became of them.
+    evaluations: AtomicU64,
 }
 
 struct PoolState {
@@ -91,6 +94,7 @@ impl ProcessPool {
                 stopped: false,
             }),
             work: std::sync::Condvar::new(),
+            evaluations: AtomicU64::new(0),
         });
         for _ in 0..size {
             let relay = Arc::clone(&pool);
@@ -102,6 +106,11 @@ impl ProcessPool {
             }
         }
         pool
+    }
+
+    /// Jobs and direct exchanges that reached a worker so far.
+    pub(super) fn evaluations(&self) -> u64 {
+        self.evaluations.load(Ordering::Relaxed)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, PoolState> {
@@ -246,6 +255,8 @@ impl ProcessPool {
 
     /// Runs one queued job on `worker`; the worker back when it can serve again.
     fn run(&self, mut worker: process::Worker, job: Job) -> Option<process::Worker> {
+        // Counted before the reply: a caller that reads the count after its answer sees it.
+        self.evaluations.fetch_add(1, Ordering::Relaxed);
         if Instant::now() >= job.expires {
             (job.reply)(Err(MapperError::Timeout(self.limits.timeout)));
             return Some(worker);
@@ -305,6 +316,7 @@ impl Lease {
         let Some(worker) = self.worker.as_mut() else {
             return Err(MapperError::EngineStopped);
         };
+        self.pool.evaluations.fetch_add(1, Ordering::Relaxed);
         let outcome = worker
             .evaluate_async(provider, claims, identity, deadline)
             .await;

@@ -6,7 +6,7 @@
 //! that comes back leaves again, so the pool shrinks back to the size it was asked for.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use jrsonnet_evaluator::Val;
@@ -25,6 +25,8 @@ pub(super) struct Shared {
     jobs: crossbeam_channel::Receiver<Job>,
     wanted: usize,
     alive: AtomicUsize,
+    /// Jobs the threads have taken from the queue, whatever became of them.
+    evaluations: AtomicU64,
 }
 
 impl Shared {
@@ -41,11 +43,17 @@ impl Shared {
             jobs: rx,
             wanted,
             alive: AtomicUsize::new(0),
+            evaluations: AtomicU64::new(0),
         });
         for _ in 0..wanted {
             spawn_thread(&shared);
         }
         (tx, shared)
+    }
+
+    /// Jobs that reached a thread so far.
+    pub(super) fn evaluations(&self) -> u64 {
+        self.evaluations.load(Ordering::Relaxed)
     }
 }
 
@@ -68,6 +76,8 @@ fn thread_worker(shared: &Shared) {
     // Compilation succeeded in `start`; a failure here would be a bug, answered per job.
     let evaluator = Evaluator::new(&shared.sources, shared.limits);
     for job in shared.jobs.iter() {
+        // Counted before the reply: a caller that reads the count after its answer sees it.
+        shared.evaluations.fetch_add(1, Ordering::Relaxed);
         let result = if Instant::now() >= job.expires {
             Err(MapperError::Timeout(shared.limits.timeout))
         } else {
