@@ -1,7 +1,7 @@
 //! The evaluator: one jrsonnet state with every mapper compiled, run under [`Limits`].
 //!
 //! [`Evaluator::evaluate`] binds the `claims` and `identity` ext vars, runs one mapper inside the
-//! [`guard`](super::guard)'s armed region, unbinds them again and turns every jrsonnet failure
+//! [`guard`]'s armed region, unbinds them again and turns every jrsonnet failure
 //! into a [`MapperError`] ([`classify`]). The evaluator is `!Send`: it lives on the thread or in
 //! the worker process that made it. Its owner calls
 //! [`Evaluator::collect_garbage_now_and_then`] after each answer, because jrsonnet never frees

@@ -24,7 +24,7 @@
 //! - `output`: Kratos's output contract ([`MappedIdentity`]) and the `identity` ext var; pure,
 //!   no jrsonnet and nothing async;
 //! - `error`: [`MapperError`] and [`Location`], shared by every layer;
-//! - `compile`: [`MapperSource`] and [`compile`], with diagnostics against the file;
+//! - `compile`: [`MapperSource`] and [`compile()`], with diagnostics against the file;
 //! - `evaluator`: the [`Evaluator`] and its [`Limits`], guarded by [`guard`];
 //! - `input`: the [`Claims`] callers hand over;
 //! - `engine`: the [`MapperEngine`] façade and its jobs, whichever [`Isolation`] runs them;

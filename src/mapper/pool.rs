@@ -3,7 +3,7 @@
 //!
 //! The pool keeps the number of workers it was asked for: a worker that misses its deadline or
 //! dies is killed and replaced, one that fails to start is retried only when a job needs it.
-//! [`process`](super::process) owns the exchange with one worker; this module decides which
+//! [`process`] owns the exchange with one worker; this module decides which
 //! worker serves which job.
 
 use std::sync::Arc;
@@ -66,7 +66,7 @@ impl PoolState {
     }
 }
 
-/// Owned by every [`MapperEngine`] clone: when the last goes, the pool stops.
+/// Owned by every [`MapperEngine`](super::MapperEngine) clone: when the last goes, the pool stops.
 pub(super) struct PoolHandle(pub(super) Arc<ProcessPool>);
 
 impl Drop for PoolHandle {
