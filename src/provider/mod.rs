@@ -29,7 +29,7 @@ use std::str::FromStr;
 
 pub use diagnostic::{LoadError, LoadWarning};
 pub use fixtures::{Expectation, Fixture};
-pub use settings::{JitSettings, ProviderSettings, TenantBinding, TokenSettings};
+pub use settings::{JitSettings, ProviderSettings, TenantBinding};
 
 use crate::mapper::{self, MapperError, MapperSource};
 use diagnostic::closest;

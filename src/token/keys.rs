@@ -381,7 +381,9 @@ impl KeyCache {
             .connect_timeout(self.options.http_timeout)
             .user_agent(concat!("kratos-jit/", env!("CARGO_PKG_VERSION")));
         if let Some(path) = ca_bundle {
-            for certificate in load_ca_bundle(path)? {
+            let certificates = load_ca_bundle(path)
+                .map_err(|problem| format!("ca_bundle {}: {problem}", path.display()))?;
+            for certificate in certificates {
                 builder = builder.add_root_certificate(certificate);
             }
         }

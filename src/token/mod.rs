@@ -33,7 +33,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 pub use settings::IssuerSettings;
-pub(crate) use settings::check_transport;
+pub(crate) use settings::{check_transport, load_ca_bundle};
 
 use keys::KeyCache;
 

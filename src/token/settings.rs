@@ -1,6 +1,14 @@
-//! [`IssuerSettings`]: how one provider's ID tokens are verified (its `[token]` table), and the
-//! rules its values follow that the verifier relies on at every request: the transport rule for
-//! issuer and key-set URLs ([`check_transport`]) and what a CA bundle must hold.
+//! [`IssuerSettings`]: how one provider's ID tokens are verified, and the rules for its values
+//! that the verifier applies too: the transport rule for URLs ([`check_transport`]) and what a CA
+//! bundle must hold ([`load_ca_bundle`]).
+//!
+//! The provider loader builds these settings from `provider.toml`'s `[token]` and checks every
+//! field there, once, reporting each problem with its file and line; `kratos-jit check` and
+//! `serve` therefore refuse the same settings, and the verifier uses what the loader accepted as
+//! it is. Three things can only be known at verification time and are checked then: the
+//! `jwks_uri` a discovery document names (transport rule, issuer match), and the CA bundle, read
+//! again when the verifier builds its HTTP client at the first fetch, since the file may have
+//! changed since load (it then answers as the issuer being unavailable).
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -8,7 +16,7 @@ use std::path::{Path, PathBuf};
 use jsonwebtoken::{Algorithm, AlgorithmFamily};
 use reqwest::Url;
 
-/// How one provider's ID tokens are verified.
+/// How one provider's ID tokens are verified (`[token]` in `provider.toml`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssuerSettings {
     /// The issuer identifier; the token's `iss` must equal it exactly.
@@ -18,9 +26,11 @@ pub struct IssuerSettings {
     /// The JWKS location; `None` reads `jwks_uri` from `<issuer>/.well-known/openid-configuration`.
     pub jwks_url: Option<String>,
     /// Accepted signature algorithms ([`IssuerSettings::default_algorithms`]: RS256). Only
-    /// asymmetric algorithms are valid.
+    /// asymmetric algorithms are valid: the loader refuses the others, and the verifier refuses
+    /// `none` and HMAC tokens even when they are listed.
     pub algorithms: Vec<Algorithm>,
-    /// PEM CA certificates trusted, besides the public roots, for the discovery and JWKS calls.
+    /// PEM CA certificates trusted, besides the public roots, for the discovery and JWKS calls;
+    /// the loader resolves it against the provider folder.
     pub ca_bundle: Option<PathBuf>,
 }
 
@@ -44,60 +54,7 @@ impl IssuerSettings {
         vec![Algorithm::RS256]
     }
 
-    /// Every problem with these settings, each naming its field; empty when they are usable.
-    pub fn validate(&self) -> Vec<String> {
-        let mut problems = Vec::new();
-        match Url::parse(&self.issuer) {
-            Err(e) => problems.push(format!("issuer {:?} is not a URL ({e})", self.issuer)),
-            Ok(url) => {
-                if let Err(problem) = check_transport(&url) {
-                    problems.push(format!("issuer {:?} {problem}", self.issuer));
-                }
-                if url.query().is_some() || url.fragment().is_some() {
-                    problems.push(format!(
-                        "issuer {:?} must not have a query or fragment (OpenID Connect Discovery §2)",
-                        self.issuer
-                    ));
-                }
-            }
-        }
-        if self.audiences.is_empty() {
-            problems.push(
-                "audiences is empty: list the client id(s) the issuer puts in the ID token's `aud`"
-                    .into(),
-            );
-        } else if self.audiences.iter().any(|a| a.trim().is_empty()) {
-            problems.push("audiences contains an empty value".into());
-        }
-        if let Some(jwks_url) = &self.jwks_url {
-            match Url::parse(jwks_url) {
-                Err(e) => problems.push(format!("jwks_url {jwks_url:?} is not a URL ({e})")),
-                Ok(url) => {
-                    if let Err(problem) = check_transport(&url) {
-                        problems.push(format!("jwks_url {jwks_url:?} {problem}"));
-                    }
-                }
-            }
-        }
-        if self.algorithms.is_empty() {
-            problems.push("algorithms is empty: allow at least one (the default is RS256)".into());
-        }
-        for alg in &self.algorithms {
-            if alg.family() == AlgorithmFamily::Hmac {
-                problems.push(format!(
-                    "algorithm {alg:?} is a shared-secret (HMAC) algorithm: ID tokens must be verified \
-                     with the issuer's public keys, so only RS*, PS*, ES* and EdDSA are allowed"
-                ));
-            }
-        }
-        if let Some(path) = &self.ca_bundle
-            && let Err(problem) = load_ca_bundle(path)
-        {
-            problems.push(problem);
-        }
-        problems
-    }
-
+    /// The allowed algorithms as errors list them: without HMAC ones, which are never accepted.
     pub(super) fn allowed_list(&self) -> String {
         let allowed: Vec<String> = self
             .algorithms
@@ -113,8 +70,8 @@ impl IssuerSettings {
     }
 }
 
-/// Only https, except plain http to a loopback address (test issuers). Provider settings are
-/// checked with the same rule at load.
+/// Only https, except plain http to a loopback address (test issuers). The loader applies it to
+/// `issuer` and `jwks_url`, the verifier to the `jwks_uri` of a discovery document.
 pub(crate) fn check_transport(url: &Url) -> Result<(), &'static str> {
     let loopback = url.host_str().is_some_and(|host| {
         host.eq_ignore_ascii_case("localhost")
@@ -131,20 +88,13 @@ pub(crate) fn check_transport(url: &Url) -> Result<(), &'static str> {
     }
 }
 
-pub(super) fn load_ca_bundle(path: &Path) -> Result<Vec<reqwest::Certificate>, String> {
-    let pem = std::fs::read(path)
-        .map_err(|e| format!("ca_bundle {}: cannot read it ({e})", path.display()))?;
-    let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-        format!(
-            "ca_bundle {}: not a PEM certificate bundle ({e})",
-            path.display()
-        )
-    })?;
+/// The certificates of a PEM bundle: at least one, or the problem (worded to follow the path).
+pub(crate) fn load_ca_bundle(path: &Path) -> Result<Vec<reqwest::Certificate>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read it ({e})"))?;
+    let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| format!("not a PEM certificate bundle ({e})"))?;
     if certificates.is_empty() {
-        return Err(format!(
-            "ca_bundle {}: holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
-            path.display()
-        ));
+        return Err("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into());
     }
     Ok(certificates)
 }
@@ -153,50 +103,70 @@ pub(super) fn load_ca_bundle(path: &Path) -> Result<Vec<reqwest::Certificate>, S
 mod tests {
     use super::*;
 
-    #[test]
-    fn settings_validation_reports_every_problem_at_once() {
-        let settings = IssuerSettings {
-            issuer: "http://idp.example/?tenant=1".into(),
-            audiences: vec![],
-            jwks_url: Some("not a url".into()),
-            algorithms: vec![Algorithm::HS256, Algorithm::RS256, Algorithm::HS512],
-            ca_bundle: Some("/nonexistent/ca.pem".into()),
-        };
-
-        let problems = settings.validate();
-
-        assert_eq!(problems.len(), 7, "{problems:#?}");
-        assert!(problems[0].contains("must use https"));
-        assert!(problems[1].contains("query or fragment"));
-        assert!(problems[2].starts_with("audiences is empty"));
-        assert!(problems[3].starts_with("jwks_url"));
-        assert!(problems[4].starts_with("algorithm HS256 is a shared-secret (HMAC) algorithm"));
-        assert!(problems[5].starts_with("algorithm HS512"));
-        assert!(problems[6].starts_with("ca_bundle /nonexistent/ca.pem: cannot read it"));
+    fn test_key(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/keys")
+            .join(name)
     }
 
     #[test]
-    fn default_settings_for_an_https_issuer_are_valid() {
+    fn new_settings_allow_rs256_through_discovery_and_the_public_roots() {
         let settings = IssuerSettings::new("https://idp.example/oauth2/default", ["kratos-client"]);
 
+        assert_eq!(settings.issuer, "https://idp.example/oauth2/default");
+        assert_eq!(settings.audiences, ["kratos-client"]);
         assert_eq!(settings.algorithms, [Algorithm::RS256]);
-        assert_eq!(settings.validate(), Vec::<String>::new());
+        assert_eq!(settings.jwks_url, None);
+        assert_eq!(settings.ca_bundle, None);
     }
 
     #[test]
     fn plain_http_is_accepted_only_for_loopback_issuers() {
         for ok in [
+            "https://idp.example",
             "http://127.0.0.1:8080",
             "http://localhost",
             "http://[::1]:9000",
         ] {
-            assert!(IssuerSettings::new(ok, ["c"]).validate().is_empty(), "{ok}");
+            let url = Url::parse(ok).unwrap();
+            assert_eq!(check_transport(&url), Ok(()), "{ok}");
         }
+        for refused in [
+            "http://10.0.0.1",
+            "http://idp.example",
+            "ftp://localhost/keys",
+        ] {
+            let url = Url::parse(refused).unwrap();
+            assert!(
+                check_transport(&url).is_err_and(|problem| problem.starts_with("must use https")),
+                "{refused}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_ca_bundle_must_hold_at_least_one_pem_certificate() {
+        let not_pem = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(not_pem.path(), "not a certificate").unwrap();
+
+        assert!(load_ca_bundle(&test_key("test-ca.pem")).is_ok_and(|certs| !certs.is_empty()));
         assert_eq!(
-            IssuerSettings::new("http://10.0.0.1", ["c"])
-                .validate()
-                .len(),
-            1
+            load_ca_bundle(not_pem.path()).unwrap_err(),
+            "holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
         );
+        assert!(
+            load_ca_bundle(Path::new("/nonexistent/ca.pem"))
+                .is_err_and(|problem| problem.starts_with("cannot read it")),
+        );
+    }
+
+    #[test]
+    fn the_allowed_list_in_errors_never_offers_an_hmac_algorithm() {
+        let mut settings = IssuerSettings::new("https://idp.example", ["c"]);
+        settings.algorithms = vec![Algorithm::HS256, Algorithm::RS256, Algorithm::ES256];
+
+        assert_eq!(settings.allowed_list(), "RS256, ES256");
+        settings.algorithms = vec![Algorithm::HS512];
+        assert_eq!(settings.allowed_list(), "none");
     }
 }
