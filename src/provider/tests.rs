@@ -878,6 +878,28 @@ algorithms = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES
 }
 
 #[test]
+fn an_empty_algorithm_list_is_refused_naming_the_default() {
+    let tree = Tree::new();
+    tree.provider("p").write(
+        "p/provider.toml",
+        &format!(
+            "{SETTINGS}\n[token]\nissuer = \"https://idp.example\"\naudiences = [\"kratos\"]\nalgorithms = []\n"
+        ),
+    );
+
+    let errors = tree.errors();
+
+    assert_eq!(errors.len(), 1, "{}", show(&errors));
+    assert_error(
+        &tree,
+        &errors,
+        "p/provider.toml",
+        Some(10),
+        "`token.algorithms` is empty: allow at least one, or leave it out for RS256",
+    );
+}
+
+#[test]
 fn every_token_problem_is_reported_at_once_each_at_its_line() {
     let tree = Tree::new();
     tree.provider("p")
