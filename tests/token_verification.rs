@@ -11,6 +11,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey};
+use kratos_jit::provider::Providers;
 use kratos_jit::token::{IssuerSettings, TokenError, TokenVerifier, VerifierOptions};
 use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
@@ -44,6 +45,27 @@ fn assert_reveals_nothing(error: &TokenError, token: &str) {
             !shown.contains(value),
             "the error echoes a claim value: {shown}"
         );
+    }
+}
+
+/// What the provider loader makes of the `[token]` table `token_table` (TOML lines) in a provider
+/// folder of its own: the settings it builds, or the message of every problem it reports.
+fn load_token_table(token_table: &str) -> Result<IssuerSettings, Vec<String>> {
+    let tree = tempfile::tempdir().expect("temporary directory");
+    let dir = tree.path().join(PROVIDER);
+    std::fs::create_dir_all(&dir).expect("provider folder");
+    std::fs::write(dir.join("mapper.jsonnet"), "{ identity: { traits: {} } }\n").expect("mapper");
+    let settings = format!(
+        "schema_id = \"default\"\n[[tenants]]\nid = \"tenant-umbrella\"\n\
+         verified_domains = [\"umbrella.example\"]\n[token]\n{token_table}"
+    );
+    std::fs::write(dir.join("provider.toml"), settings).expect("provider.toml");
+    match Providers::load(tree.path()) {
+        Ok((providers, _)) => Ok(providers
+            .get(PROVIDER)
+            .and_then(|provider| provider.settings.token.clone())
+            .expect("the provider has token settings")),
+        Err(errors) => Err(errors.into_iter().map(|error| error.message).collect()),
     }
 }
 
@@ -249,8 +271,14 @@ async fn an_hs256_token_signed_with_the_public_key_is_refused_even_if_hs256_is_l
     issuer.publish_raw(vec![oct, key.jwk.clone()]);
     let mut settings = issuer.settings();
     settings.algorithms = vec![Algorithm::RS256, Algorithm::HS256];
+    let configured = load_token_table(&format!(
+        "issuer = '{}'\naudiences = ['{AUDIENCE}']\nalgorithms = ['RS256', 'HS256']\n",
+        issuer.url
+    ));
     assert!(
-        !settings.validate().is_empty(),
+        configured.is_err_and(|problems| problems
+            .iter()
+            .any(|problem| problem.contains("HS256 is a shared-secret (HMAC) algorithm"))),
         "configuration must already refuse HS256"
     );
     let forger = TestKey::new(
@@ -755,9 +783,13 @@ async fn a_malformed_token_is_refused_as_malformed() {
 async fn a_ca_bundle_gets_its_own_client_and_still_verifies() {
     let key = key_a();
     let issuer = TestIssuer::start(&[&key]).await;
-    let mut settings = issuer.settings();
-    settings.ca_bundle = Some(key_path("test-ca.pem"));
-    assert_eq!(settings.validate(), Vec::<String>::new());
+    let settings = load_token_table(&format!(
+        "issuer = '{}'\naudiences = ['{AUDIENCE}']\nca_bundle = '{}'\n",
+        issuer.url,
+        key_path("test-ca.pem").display()
+    ))
+    .expect("the loader accepts the bundle");
+    assert_eq!(settings.ca_bundle, Some(key_path("test-ca.pem")));
 
     let verified = verifier()
         .verify(PROVIDER, &settings, &key.sign(&issuer.claims()))
@@ -772,9 +804,20 @@ async fn an_unusable_ca_bundle_is_a_503_class_error_naming_the_file() {
     let issuer = TestIssuer::start(&[&key]).await;
     let bundle = tempfile::NamedTempFile::new().expect("temp file");
     std::fs::write(bundle.path(), "not a certificate").expect("write");
+    let problems = load_token_table(&format!(
+        "issuer = '{}'\naudiences = ['{AUDIENCE}']\nca_bundle = '{}'\n",
+        issuer.url,
+        bundle.path().display()
+    ))
+    .expect_err("the loader refuses the bundle");
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].contains("holds no PEM certificate"),
+        "{problems:?}"
+    );
+    // A bundle that goes bad after the load is only met when the verifier first fetches keys.
     let mut settings = issuer.settings();
     settings.ca_bundle = Some(bundle.path().to_owned());
-    assert_eq!(settings.validate().len(), 1);
 
     let error = refused(&verifier(), &settings, &key.sign(&issuer.claims())).await;
 

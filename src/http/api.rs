@@ -159,7 +159,7 @@ async fn provision_request(
         .ok_or_else(|| ApiError::NotFound(format!("unknown provider `{}`", body.provider)))?;
     let claims = match (body.id_token, body.claims) {
         (Some(token), None) => {
-            let Some(issuer) = state.issuers.get(provider.id.as_str()) else {
+            let Some(issuer) = &provider.settings.token else {
                 return Err(ApiError::BadRequest(format!(
                     "provider {} has no [token] settings, so it accepts no id_token",
                     provider.id

@@ -13,9 +13,7 @@ pub mod api;
 pub mod auth;
 pub mod hooks;
 
-use std::collections::HashMap;
 use std::net::TcpListener;
-use std::str::FromStr;
 use std::sync::Arc;
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
@@ -27,7 +25,7 @@ use crate::login::Logins;
 use crate::mapper::{Isolation, Limits, MapperEngine, WorkerProgram};
 use crate::provider::Providers;
 use crate::schema::IdentitySchemas;
-use crate::token::{IssuerSettings, TokenVerifier, VerifierOptions};
+use crate::token::{TokenVerifier, VerifierOptions};
 use auth::Secrets;
 use hooks::HookSettings;
 use hooks::triggers::TriggerCache;
@@ -36,7 +34,6 @@ use hooks::triggers::TriggerCache;
 pub struct AppState {
     logins: Logins<HttpKratos>,
     verifier: TokenVerifier,
-    issuers: HashMap<String, IssuerSettings>,
     /// Accepted API secrets; trusted ones may also send raw claims.
     secrets: Secrets,
     trusted_secrets: Secrets,
@@ -66,44 +63,6 @@ impl AppState {
         .map_err(|errors| anyhow::anyhow!("mappers failed to compile: {errors:?}"))?;
         let kratos = HttpKratos::new(config.kratos.clone())
             .map_err(|e| anyhow::anyhow!("Kratos admin API settings: {e}"))?;
-        let mut issuers = HashMap::new();
-        let mut problems = Vec::new();
-        for provider in providers.iter() {
-            let Some(token) = &provider.settings.token else {
-                continue;
-            };
-            let mut algorithms = Vec::new();
-            for name in &token.algorithms {
-                match jsonwebtoken::Algorithm::from_str(name) {
-                    Ok(alg) => algorithms.push(alg),
-                    Err(_) => problems.push(format!(
-                        "provider {}: unknown algorithm {name}",
-                        provider.id
-                    )),
-                }
-            }
-            let settings = IssuerSettings {
-                issuer: token.issuer.clone(),
-                audiences: token.audiences.clone(),
-                jwks_url: token.jwks_url.clone(),
-                algorithms: if algorithms.is_empty() {
-                    IssuerSettings::default_algorithms()
-                } else {
-                    algorithms
-                },
-                ca_bundle: token.ca_bundle.clone(),
-            };
-            problems.extend(
-                settings
-                    .validate()
-                    .into_iter()
-                    .map(|p| format!("provider {}: {p}", provider.id)),
-            );
-            issuers.insert(provider.id.to_string(), settings);
-        }
-        if !problems.is_empty() {
-            anyhow::bail!("token settings: {}", problems.join("; "));
-        }
         let verifier = TokenVerifier::new(VerifierOptions {
             clock_skew: config.token.clock_skew,
             http_timeout: config.token.http_timeout,
@@ -114,7 +73,6 @@ impl AppState {
         Ok(AppState {
             logins: Logins::new(kratos, engine, Arc::new(providers), schemas),
             verifier,
-            issuers,
             secrets: Secrets::new(&config.api.secrets),
             trusted_secrets: Secrets::new(&config.api.trusted_secrets),
             hooks: HookSettings {

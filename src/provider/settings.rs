@@ -1,16 +1,22 @@
 //! `provider.toml`: a provider's settings, read from TOML's spanned document so that every
 //! problem (syntax, unknown key, wrong type, bad value) is reported with its line and column, all
 //! of them in one pass.
+//!
+//! `[token]` is read straight into the verifier's [`IssuerSettings`], with every check the
+//! verifier relies on done here: what this module accepts, `serve` runs with as it is.
 
 use std::collections::HashMap;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::str::FromStr;
 
+use jsonwebtoken::Algorithm;
 use reqwest::Url;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::diagnostic::{LineIndex, LoadError, did_you_mean};
+use crate::token::{IssuerSettings, check_transport, load_ca_bundle};
 
 /// A provider's settings (`provider.toml`), validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,7 +27,7 @@ pub struct ProviderSettings {
     /// The tenants the provider may provision into; never empty.
     pub tenants: Vec<TenantBinding>,
     /// How `POST /v1/provision` verifies this provider's ID tokens; `None` refuses that endpoint.
-    pub token: Option<TokenSettings>,
+    pub token: Option<IssuerSettings>,
 }
 
 impl ProviderSettings {
@@ -60,19 +66,6 @@ pub struct TenantBinding {
     pub verified_domains: Vec<String>,
 }
 
-/// ID token verification (`[token]`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenSettings {
-    /// Compared exactly with the token's `iss`, so kept exactly as written.
-    pub issuer: String,
-    pub audiences: Vec<String>,
-    pub jwks_url: Option<String>,
-    /// Accepted `alg` values; `["RS256"]` when not configured (what OpenID Connect mandates).
-    pub algorithms: Vec<String>,
-    /// Resolved against the provider folder.
-    pub ca_bundle: Option<PathBuf>,
-}
-
 /// The settings plus where each tenant binding was written, for checks across providers.
 pub(super) struct ParsedSettings {
     pub settings: ProviderSettings,
@@ -85,10 +78,10 @@ const JIT_KEYS: &[&str] = &["create", "update", "link_by_verified_email"];
 const TENANT_KEYS: &[&str] = &["id", "verified_domains"];
 const TOKEN_KEYS: &[&str] = &["issuer", "audiences", "jwks_url", "algorithms", "ca_bundle"];
 
+/// The `alg` values `[token]` may allow: every asymmetric algorithm jsonwebtoken verifies.
 const ALGORITHMS: &[&str] = &[
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
 ];
-const DEFAULT_ALGORITHM: &str = "RS256";
 
 /// Reads `provider.toml` (`text`, read from `path` in the provider folder `dir`).
 pub(super) fn parse(text: &str, path: &Path, dir: &Path) -> Result<ParsedSettings, Vec<LoadError>> {
@@ -313,7 +306,9 @@ impl Reader<'_, '_> {
         complete.then_some(verified_domains)
     }
 
-    fn token(&mut self, table: &Table<'_, '_>, dir: &Path) -> Option<TokenSettings> {
+    /// `[token]`, with every check the verifier relies on, so that the settings it returns are
+    /// used as they are. The issuer is kept exactly as written: the token's `iss` must equal it.
+    fn token(&mut self, table: &Table<'_, '_>, dir: &Path) -> Option<IssuerSettings> {
         let issuer = self.required_string(
             table,
             "issuer",
@@ -323,7 +318,7 @@ impl Reader<'_, '_> {
             match Url::parse(issuer) {
                 Err(e) => self.error(&value.span(), format!("`token.issuer` is not a URL ({e})")),
                 Ok(url) => {
-                    if let Err(problem) = crate::token::check_transport(&url) {
+                    if let Err(problem) = check_transport(&url) {
                         self.error(&value.span(), format!("`token.issuer` {problem}"));
                     }
                     if url.query().is_some() || url.fragment().is_some() {
@@ -344,7 +339,7 @@ impl Reader<'_, '_> {
             match Url::parse(&url) {
                 Err(e) => self.error(&span, format!("`token.jwks_url` is not a URL ({e})")),
                 Ok(parsed) => {
-                    if let Err(problem) = crate::token::check_transport(&parsed) {
+                    if let Err(problem) = check_transport(&parsed) {
                         self.error(&span, format!("`token.jwks_url` {problem}"));
                     }
                 }
@@ -352,23 +347,30 @@ impl Reader<'_, '_> {
             url
         });
         let algorithms = match self.strings(table, "algorithms") {
-            None => vec![DEFAULT_ALGORITHM.to_owned()],
+            None => IssuerSettings::default_algorithms(),
             Some(list) => {
                 if list.is_empty() {
                     let span = table
                         .get("algorithms")
                         .map_or(table.span.clone(), |v| v.span());
+                    let default: Vec<String> = IssuerSettings::default_algorithms()
+                        .iter()
+                        .map(|alg| format!("{alg:?}"))
+                        .collect();
                     let message = format!(
-                        "`token.algorithms` is empty: allow at least one, or leave it out for {DEFAULT_ALGORITHM}"
+                        "`token.algorithms` is empty: allow at least one, or leave it out for {}",
+                        default.join(", ")
                     );
                     self.error(&span, message);
                 }
-                for (algorithm, span) in &list {
-                    if let Err(problem) = check_algorithm(algorithm) {
-                        self.error(span, problem);
+                let mut algorithms = Vec::with_capacity(list.len());
+                for (name, span) in &list {
+                    match parse_algorithm(name) {
+                        Ok(algorithm) => algorithms.push(algorithm),
+                        Err(problem) => self.error(span, problem),
                     }
                 }
-                list.into_iter().map(|(algorithm, _)| algorithm).collect()
+                algorithms
             }
         };
         let ca_bundle = self.string(table, "ca_bundle").map(|(relative, span)| {
@@ -379,10 +381,13 @@ impl Reader<'_, '_> {
                     path.display()
                 );
                 self.error(&span, message);
+            } else if let Err(problem) = load_ca_bundle(&path) {
+                let message = format!("`token.ca_bundle`: {}: {problem}", path.display());
+                self.error(&span, message);
             }
             path
         });
-        Some(TokenSettings {
+        Some(IssuerSettings {
             issuer: issuer?,
             audiences: audiences?,
             jwks_url,
@@ -627,9 +632,12 @@ fn normalize_domain(raw: &str) -> Result<String, &'static str> {
     Ok(domain)
 }
 
-fn check_algorithm(algorithm: &str) -> Result<(), String> {
-    if ALGORITHMS.contains(&algorithm) {
-        return Ok(());
+/// An allowed `alg` of `[token]`; `none` and the HMAC algorithms are refused with the reason.
+fn parse_algorithm(algorithm: &str) -> Result<Algorithm, String> {
+    if ALGORITHMS.contains(&algorithm)
+        && let Ok(parsed) = Algorithm::from_str(algorithm)
+    {
+        return Ok(parsed);
     }
     if algorithm.to_ascii_uppercase().starts_with("HS") {
         return Err(format!(

@@ -1,8 +1,10 @@
 use std::path::{Path, PathBuf};
 
+use jsonwebtoken::Algorithm;
 use serde_json::json;
 
 use super::*;
+use crate::token::IssuerSettings;
 
 const MAPPER: &str = "local claims = std.extVar('claims');\n\
 { identity: { traits: { email: claims.email, tenant_id: 'tenant-x', role: 'user' } } }\n";
@@ -13,6 +15,9 @@ const SETTINGS: &str = r#"schema_id = "default"
 id = "tenant-x"
 verified_domains = ["x.example"]
 "#;
+
+/// A self-signed CA certificate, for `ca_bundle`.
+const TEST_CA: &str = include_str!("../../tests/fixtures/keys/test-ca.pem");
 
 const CLAIMS: &str = r#"{"sub": "1", "email": "ada@x.example"}"#;
 const EXPECT: &str = r#"{"identity": {"traits": {
@@ -162,11 +167,11 @@ fn okta_acme_has_the_settings_its_provider_toml_declares() {
     assert_eq!(acme.settings.tenant("tenant-globex"), None);
     assert_eq!(
         acme.settings.token,
-        Some(TokenSettings {
+        Some(IssuerSettings {
             issuer: "https://sso.example.test".into(),
             audiences: vec!["kratos-client".into()],
             jwks_url: None,
-            algorithms: vec!["RS256".into()],
+            algorithms: vec![Algorithm::RS256],
             ca_bundle: None,
         })
     );
@@ -260,7 +265,7 @@ fn a_provider_without_jit_or_token_tables_gets_the_defaults() {
 #[test]
 fn every_setting_is_read_and_domains_are_stored_lower_cased() {
     let tree = Tree::new();
-    tree.provider("p").write("p/ca.pem", "").write(
+    tree.provider("p").write("p/ca.pem", TEST_CA).write(
         "p/provider.toml",
         r#"schema_id = "staff"
 [jit]
@@ -306,7 +311,7 @@ ca_bundle = "ca.pem"
     assert_eq!(token.issuer, "http://127.0.0.1:4444/");
     assert_eq!(token.audiences, ["a", "b"]);
     assert_eq!(token.jwks_url.as_deref(), Some("https://idp.example/keys"));
-    assert_eq!(token.algorithms, ["ES256", "EdDSA"]);
+    assert_eq!(token.algorithms, [Algorithm::ES256, Algorithm::EdDSA]);
     assert_eq!(token.ca_bundle, Some(tree.path("p/ca.pem")));
 }
 
@@ -817,6 +822,154 @@ fn a_token_table_needs_an_issuer_and_audiences() {
         "p/provider.toml",
         Some(7),
         "`token.audiences` is missing",
+    );
+}
+
+#[test]
+fn a_token_table_with_only_issuer_and_audiences_verifies_rs256_through_discovery() {
+    let tree = Tree::new();
+    tree.provider("p").write(
+        "p/provider.toml",
+        &format!(
+            "{SETTINGS}\n[token]\nissuer = \"https://idp.example\"\naudiences = [\"kratos\"]\n"
+        ),
+    );
+
+    let (providers, _) = tree.loaded();
+
+    assert_eq!(
+        providers.get("p").unwrap().settings.token,
+        Some(IssuerSettings::new("https://idp.example", ["kratos"]))
+    );
+}
+
+#[test]
+fn every_asymmetric_algorithm_can_be_allowed() {
+    let tree = Tree::new();
+    tree.provider("p").write(
+        "p/provider.toml",
+        &format!(
+            r#"{SETTINGS}
+[token]
+issuer = "https://idp.example"
+audiences = ["kratos"]
+algorithms = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"]
+"#
+        ),
+    );
+
+    let (providers, _) = tree.loaded();
+
+    let token = providers.get("p").unwrap().settings.token.clone().unwrap();
+    assert_eq!(
+        token.algorithms,
+        [
+            Algorithm::RS256,
+            Algorithm::RS384,
+            Algorithm::RS512,
+            Algorithm::PS256,
+            Algorithm::PS384,
+            Algorithm::PS512,
+            Algorithm::ES256,
+            Algorithm::ES384,
+            Algorithm::EdDSA,
+        ]
+    );
+}
+
+#[test]
+fn an_empty_algorithm_list_is_refused_naming_the_default() {
+    let tree = Tree::new();
+    tree.provider("p").write(
+        "p/provider.toml",
+        &format!(
+            "{SETTINGS}\n[token]\nissuer = \"https://idp.example\"\naudiences = [\"kratos\"]\nalgorithms = []\n"
+        ),
+    );
+
+    let errors = tree.errors();
+
+    assert_eq!(errors.len(), 1, "{}", show(&errors));
+    assert_error(
+        &tree,
+        &errors,
+        "p/provider.toml",
+        Some(10),
+        "`token.algorithms` is empty: allow at least one, or leave it out for RS256",
+    );
+}
+
+#[test]
+fn every_token_problem_is_reported_at_once_each_at_its_line() {
+    let tree = Tree::new();
+    tree.provider("p")
+        .write("p/ca.pem", "not a certificate")
+        .write(
+            "p/provider.toml",
+            &format!(
+                r#"{SETTINGS}
+[token]
+issuer = "https://idp.example#top"
+audiences = ["kratos", " "]
+jwks_url = "not a url"
+algorithms = ["HS256", "RS256", "HS512"]
+ca_bundle = "ca.pem"
+"#
+            ),
+        );
+
+    let errors = tree.errors();
+
+    assert_eq!(errors.len(), 6, "{}", show(&errors));
+    let at = |line, needle| assert_error(&tree, &errors, "p/provider.toml", Some(line), needle);
+    at(8, "`token.issuer` must not have a query or fragment");
+    at(9, "`token.audiences`[1] must not be empty");
+    at(10, "`token.jwks_url` is not a URL");
+    at(
+        11,
+        "`token.algorithms`: HS256 is a shared-secret (HMAC) algorithm",
+    );
+    at(
+        11,
+        "`token.algorithms`: HS512 is a shared-secret (HMAC) algorithm",
+    );
+    at(
+        12,
+        "ca.pem: holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+    );
+}
+
+#[test]
+fn a_ca_bundle_that_is_not_pem_is_reported_at_load() {
+    let tree = Tree::new();
+    tree.provider("p")
+        .write(
+            "p/ca.pem",
+            "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
+        )
+        .write(
+            "p/provider.toml",
+            &format!(
+                "{SETTINGS}\n[token]\nissuer = \"https://idp.example\"\naudiences = [\"kratos\"]\nca_bundle = \"ca.pem\"\n"
+            ),
+        );
+
+    let errors = tree.errors();
+
+    assert_eq!(errors.len(), 1, "{}", show(&errors));
+    assert_error(
+        &tree,
+        &errors,
+        "p/provider.toml",
+        Some(10),
+        "`token.ca_bundle`: ",
+    );
+    assert!(
+        errors[0]
+            .message
+            .contains("ca.pem: not a PEM certificate bundle"),
+        "{}",
+        errors[0]
     );
 }
 

@@ -1,0 +1,334 @@
+//! The checks of one token, in the order [`super::TokenVerifier::verify`] runs them: the header
+//! (a compact JWS, no `crit`), the algorithm allow-list (`none` and HMAC always refused), the fit
+//! of the chosen key to the algorithm, the signature, then the claims (`iss`, `aud`, `exp`, `nbf`,
+//! `iat`) with the allowed clock skew.
+//!
+//! Keys named by the token itself are never used, and errors show attacker-supplied strings only
+//! cut short.
+
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, PublicKeyUse};
+use jsonwebtoken::{Algorithm, AlgorithmFamily, Validation};
+use serde_json::{Map, Value};
+
+use super::keys::VerificationKey;
+use super::settings::IssuerSettings;
+use super::{TokenError, shown};
+
+pub(super) struct TokenHeader {
+    pub(super) alg: String,
+    pub(super) kid: Option<String>,
+}
+
+/// Reads the header ourselves: jsonwebtoken refuses `alg: none` and unknown algorithms while
+/// parsing, which would hide the algorithm from the error an operator sees.
+pub(super) fn parse_header(token: &str) -> Result<TokenHeader, TokenError> {
+    let parts: Vec<&str> = token.split('.').collect();
+    match parts.len() {
+        3 => {}
+        5 => {
+            return Err(TokenError::Malformed(
+                "it is an encrypted token (JWE); the issuer must send a signed ID token",
+            ));
+        }
+        _ => {
+            return Err(TokenError::Malformed(
+                "it is not three base64url parts separated by dots",
+            ));
+        }
+    }
+    let bytes = base64url_decode(parts[0])
+        .ok_or(TokenError::Malformed("its header is not base64url-encoded"))?;
+    let header: Map<String, Value> = serde_json::from_slice(&bytes)
+        .map_err(|_| TokenError::Malformed("its header is not a JSON object"))?;
+    let alg = match header.get("alg") {
+        Some(Value::String(alg)) => alg.clone(),
+        Some(_) => return Err(TokenError::Malformed("its `alg` header is not a string")),
+        None => {
+            return Err(TokenError::Malformed(
+                "its header names no algorithm (`alg`)",
+            ));
+        }
+    };
+    let kid = match header.get("kid") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(kid)) => Some(kid.clone()),
+        Some(_) => return Err(TokenError::Malformed("its `kid` header is not a string")),
+    };
+    if header.contains_key("crit") {
+        return Err(TokenError::Malformed(
+            "it marks header parameters as critical (`crit`), which this verifier does not support",
+        ));
+    }
+    // Keys named by the token itself (`jwk`, `jku`, `x5u`, `x5c`) are ignored on purpose: only
+    // the configured issuer's key set is trusted.
+    Ok(TokenHeader { alg, kid })
+}
+
+pub(super) fn allowed_algorithm(
+    settings: &IssuerSettings,
+    alg: &str,
+) -> Result<Algorithm, TokenError> {
+    if alg.eq_ignore_ascii_case("none") {
+        return Err(TokenError::Unsigned);
+    }
+    let not_allowed = || TokenError::AlgorithmNotAllowed {
+        alg: shown(alg),
+        allowed: settings.allowed_list(),
+    };
+    let parsed = Algorithm::from_str(alg).map_err(|_| not_allowed())?;
+    // Refused even when listed: with an HMAC algorithm, the issuer's *public* key would become
+    // the secret, and anyone could sign with it (algorithm confusion).
+    if parsed.family() == AlgorithmFamily::Hmac {
+        return Err(TokenError::SymmetricAlgorithm { alg: shown(alg) });
+    }
+    if !settings.algorithms.contains(&parsed) {
+        return Err(not_allowed());
+    }
+    Ok(parsed)
+}
+
+/// The key must be able to verify `alg`: right type and curve, and its own `alg`/`use`, when
+/// the issuer declares them, must agree.
+pub(super) fn check_fit(key: &VerificationKey, alg: Algorithm) -> Result<(), String> {
+    match &key.jwk.common.public_key_use {
+        None | Some(PublicKeyUse::Signature) => {}
+        Some(_) => return Err("its `use` is not `sig`".into()),
+    }
+    if let Some(declared) = key.jwk.common.key_algorithm {
+        match Algorithm::from_str(&declared.to_string()) {
+            Ok(declared) if declared == alg => {}
+            Ok(declared) => return Err(format!("the issuer publishes it for {declared:?} only")),
+            Err(_) => {
+                return Err(format!(
+                    "the issuer publishes it for {declared}, not for signatures"
+                ));
+            }
+        }
+    }
+    match (&key.jwk.algorithm, alg.family()) {
+        (AlgorithmParameters::RSA(_), AlgorithmFamily::Rsa) => Ok(()),
+        (AlgorithmParameters::EllipticCurve(ec), AlgorithmFamily::Ec) => match (&ec.curve, alg) {
+            (EllipticCurve::P256, Algorithm::ES256) | (EllipticCurve::P384, Algorithm::ES384) => {
+                Ok(())
+            }
+            (curve, _) => Err(format!("it is an EC key on curve {curve:?}")),
+        },
+        (AlgorithmParameters::OctetKeyPair(okp), AlgorithmFamily::Ed)
+            if okp.curve == EllipticCurve::Ed25519 =>
+        {
+            Ok(())
+        }
+        (AlgorithmParameters::RSA(_), _) => Err("it is an RSA key".into()),
+        (AlgorithmParameters::EllipticCurve(_), _) => Err("it is an EC key".into()),
+        (AlgorithmParameters::OctetKeyPair(okp), _) => {
+            Err(format!("it is an OKP key on curve {:?}", okp.curve))
+        }
+        _ => Err("it is not a public signing key".into()),
+    }
+}
+
+pub(super) fn verify_signature(
+    token: &str,
+    key: &VerificationKey,
+    alg: Algorithm,
+) -> Result<Map<String, Value>, TokenError> {
+    let mut validation = Validation::new(alg);
+    // jsonwebtoken checks only the signature here; the claims are checked afterwards, with
+    // reasons an operator can act on.
+    validation.required_spec_claims.clear();
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.validate_aud = false;
+    jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding, &validation)
+        .map(|data| data.claims)
+        .map_err(|error| {
+            let unfit = |reason: &str| TokenError::KeyDoesNotFit {
+                kid: key.kid.clone(),
+                alg: format!("{alg:?}"),
+                reason: reason.into(),
+            };
+            match error.kind() {
+                ErrorKind::InvalidSignature => TokenError::BadSignature {
+                    kid: key.kid.clone(),
+                },
+                ErrorKind::InvalidRsaKey(_)
+                | ErrorKind::InvalidEcdsaKey
+                | ErrorKind::InvalidEddsaKey
+                | ErrorKind::InvalidKeyFormat => unfit("its key material is invalid"),
+                ErrorKind::InvalidAlgorithm | ErrorKind::UnsupportedAlgorithm => {
+                    unfit("it is not a key for this algorithm")
+                }
+                _ => {
+                    TokenError::Malformed("its payload or signature is not base64url-encoded JSON")
+                }
+            }
+        })
+}
+
+pub(super) fn check_claims(
+    claims: &Map<String, Value>,
+    settings: &IssuerSettings,
+    skew: Duration,
+    now: f64,
+) -> Result<(), TokenError> {
+    match claims.get("iss") {
+        None | Some(Value::Null) => return Err(TokenError::MissingClaim { claim: "iss" }),
+        Some(Value::String(iss)) if *iss == settings.issuer => {}
+        Some(Value::String(iss)) => {
+            return Err(TokenError::WrongIssuer {
+                expected: settings.issuer.clone(),
+                got: shown(iss),
+            });
+        }
+        Some(_) => {
+            return Err(TokenError::InvalidClaim {
+                claim: "iss",
+                expected: "a string",
+            });
+        }
+    }
+
+    let invalid_aud = TokenError::InvalidClaim {
+        claim: "aud",
+        expected: "a string or a list of strings",
+    };
+    let audiences: Vec<&str> = match claims.get("aud") {
+        None | Some(Value::Null) => return Err(TokenError::MissingClaim { claim: "aud" }),
+        Some(Value::String(aud)) => vec![aud],
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| item.as_str().ok_or(invalid_aud.clone()))
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(invalid_aud),
+    };
+    if !audiences
+        .iter()
+        .any(|aud| settings.audiences.iter().any(|ours| ours == aud))
+    {
+        return Err(TokenError::WrongAudience {
+            expected: settings.audiences.clone(),
+            got: audiences.iter().take(10).map(|aud| shown(aud)).collect(),
+        });
+    }
+
+    let slack = skew.as_secs_f64();
+    let exp = numeric(claims, "exp")?.ok_or(TokenError::MissingClaim { claim: "exp" })?;
+    if now >= exp + slack {
+        return Err(TokenError::Expired {
+            ago: seconds(now - exp),
+            skew,
+        });
+    }
+    if let Some(nbf) = numeric(claims, "nbf")?
+        && nbf > now + slack
+    {
+        return Err(TokenError::NotYetValid {
+            remaining: seconds(nbf - now),
+            skew,
+        });
+    }
+    let iat = numeric(claims, "iat")?.ok_or(TokenError::MissingClaim { claim: "iat" })?;
+    if iat > now + slack {
+        return Err(TokenError::IssuedInFuture {
+            ahead: seconds(iat - now),
+            skew,
+        });
+    }
+    Ok(())
+}
+
+fn numeric(claims: &Map<String, Value>, claim: &'static str) -> Result<Option<f64>, TokenError> {
+    let invalid = TokenError::InvalidClaim {
+        claim,
+        expected: "a number of seconds since 1970",
+    };
+    match claims.get(claim) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .filter(|f| f.is_finite())
+            .map(Some)
+            .ok_or(invalid),
+        Some(_) => Err(invalid),
+    }
+}
+
+fn seconds(value: f64) -> Duration {
+    // `as` saturates: absurd timestamps give a huge duration, never a panic.
+    Duration::from_secs(value.max(0.0).round() as u64)
+}
+
+pub(super) fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Unpadded base64url (RFC 7515 §2), for the header only; jsonwebtoken decodes the rest.
+fn base64url_decode(input: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(input.len() * 3 / 4);
+    let (mut buffer, mut bits) = (0u32, 0u32);
+    for byte in input.bytes() {
+        let value = match byte {
+            b'A'..=b'Z' => byte - b'A',
+            b'a'..=b'z' => byte - b'a' + 26,
+            b'0'..=b'9' => byte - b'0' + 52,
+            b'-' => 62,
+            b'_' => 63,
+            _ => return None,
+        };
+        buffer = (buffer << 6) | u32::from(value);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buffer >> bits) as u8);
+            buffer &= (1 << bits) - 1;
+        }
+    }
+    // A lone trailing character, or non-zero padding bits, is not canonical base64url.
+    (bits < 6 && buffer == 0).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64url_decoding_matches_rfc_4648_test_vectors() {
+        let cases = [
+            ("", ""),
+            ("Zg", "f"),
+            ("Zm8", "fo"),
+            ("Zm9v", "foo"),
+            ("Zm9vYg", "foob"),
+            ("Zm9vYmE", "fooba"),
+        ];
+        for (encoded, decoded) in cases {
+            assert_eq!(
+                base64url_decode(encoded).as_deref(),
+                Some(decoded.as_bytes()),
+                "{encoded}"
+            );
+        }
+        assert_eq!(base64url_decode("-_8").as_deref(), Some(&[0xfb, 0xff][..]));
+    }
+
+    #[test]
+    fn base64url_decoding_refuses_padding_other_alphabets_and_lone_characters() {
+        for bad in ["Zg==", "+/8", "Z", "Zm9vY", "Zh"] {
+            assert_eq!(base64url_decode(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn attacker_supplied_strings_are_cut_short_in_errors() {
+        let long = "a".repeat(10_000);
+        let err = allowed_algorithm(&IssuerSettings::new("https://idp", ["c"]), &long).unwrap_err();
+
+        assert!(err.to_string().len() < 400, "{err}");
+    }
+}
