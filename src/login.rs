@@ -37,10 +37,11 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::domain::decision::{self, Decision, Found, Provenance};
+use crate::domain::mapped::{InvalidOutput, MappedIdentity, identity_ext_var};
 use crate::domain::policy::{self, EMAIL_TRAIT};
 use crate::domain::{Denial, IdentityId, Subject};
 use crate::kratos::{Identity, KratosAdmin, KratosError, NewIdentity, OidcCredential, PatchOp};
-use crate::mapper::{Claims, MappedIdentity, MapperEngine, MapperError, identity_ext_var};
+use crate::mapper::{Claims, MapperEngine, MapperError};
 use crate::provider::{Provider, Providers};
 use crate::schema::IdentitySchemas;
 
@@ -372,14 +373,10 @@ impl<K: KratosAdmin> Run<'_, '_, K> {
         };
         let mapped = match MappedIdentity::from_output(&output) {
             Ok(mapped) => mapped,
-            Err(e) => {
-                let detail = match e {
-                    MapperError::InvalidOutput(detail) => format!("output is invalid: {detail}"),
-                    other => other.to_string(),
-                };
+            Err(InvalidOutput(detail)) => {
                 let denial = Denial::InvalidOutput {
                     provider: provider.id.clone(),
-                    detail,
+                    detail: format!("output is invalid: {detail}"),
                 };
                 return Ok(Mapped::Refused(denial, Some(output)));
             }

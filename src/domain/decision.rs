@@ -25,9 +25,9 @@ use serde_json::{Map, Value, json};
 
 use crate::domain::denial::{Denial, LinkRefusal};
 use crate::domain::ids::{IdentityId, ProviderId, Subject};
+use crate::domain::mapped::MappedIdentity;
 use crate::domain::policy::{EMAIL_TRAIT, TENANT_TRAIT, foreign_tenant};
 use crate::kratos::{Identity, NewIdentity, OidcCredential, PatchOp, VerifiableAddress};
-use crate::mapper::MappedIdentity;
 use crate::provider::Provider;
 
 /// The key under `metadata_admin` that kratos-jit owns.

@@ -7,7 +7,9 @@
 pub mod decision;
 pub mod denial;
 pub mod ids;
+pub mod mapped;
 pub mod policy;
 
 pub use denial::{Denial, LinkRefusal};
 pub use ids::{IdentityId, InvalidProviderId, ProviderId, Subject, SubjectTag, TenantId};
+pub use mapped::{MappedIdentity, VerifiedAddress};

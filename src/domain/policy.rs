@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::domain::denial::Denial;
 use crate::domain::ids::TenantId;
-use crate::mapper::MappedIdentity;
+use crate::domain::mapped::MappedIdentity;
 use crate::provider::{Provider, TenantBinding};
 use crate::schema::IdentitySchemas;
 

@@ -21,8 +21,8 @@
 //!
 //! One job per module:
 //!
-//! - `output`: Kratos's output contract ([`MappedIdentity`]) and the `identity` ext var; pure,
-//!   no jrsonnet and nothing async;
+//! - Kratos's output contract ([`MappedIdentity`]) and the `identity` ext var live in the pure
+//!   domain ([`crate::domain::mapped`]) and are re-exported here;
 //! - `error`: [`MapperError`] and [`Location`], shared by every layer;
 //! - `compile`: [`MapperSource`] and [`compile()`], with diagnostics against the file;
 //! - `evaluator`: the [`Evaluator`] and its [`Limits`], guarded by [`guard`];
@@ -39,16 +39,17 @@ mod engine;
 mod error;
 mod evaluator;
 mod input;
-mod output;
 mod pool;
 mod threads;
 
+pub use crate::domain::mapped::{
+    InvalidOutput, MappedIdentity, VerifiedAddress, empty_identity, identity_ext_var,
+};
 pub use compile::{MapperSource, compile};
 pub use engine::{Isolation, MapperEngine};
 pub use error::{Location, MapperError};
 pub use evaluator::{Evaluator, Limits};
 pub use input::Claims;
-pub use output::{MappedIdentity, VerifiedAddress, empty_identity, identity_ext_var};
 pub use process::WorkerProgram;
 
 #[cfg(test)]

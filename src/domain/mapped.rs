@@ -2,12 +2,14 @@
 //!
 //! [`MappedIdentity::from_output`] applies the checks Kratos applies to a mapper's output;
 //! [`identity_ext_var`] builds the `identity` ext var the way Kratos coalesces it. Nothing here
-//! knows how the mapper ran: this module depends only on std, serde_json and [`MapperError`],
-//! so that it can serve a domain that never sees jrsonnet or an async runtime.
+//! knows how the mapper ran (that is [`crate::mapper`]'s business): it is pure.
 
 use serde_json::{Map, Value};
 
-use super::error::MapperError;
+/// Why a mapper's output breaks Kratos's output contract.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the mapper output is invalid: {0}")]
+pub struct InvalidOutput(pub String);
 
 /// What a mapper produced, checked against Kratos's output contract.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,8 +30,8 @@ impl MappedIdentity {
     /// Applies Kratos's checks on a mapper's output (`strategy_registration.go`): `identity.traits`
     /// must be an object, metadata objects if present, `verified_addresses` an array of
     /// `{value, via}` whose e-mail values Kratos lower-cases and trims.
-    pub fn from_output(output: &Value) -> Result<Self, MapperError> {
-        let invalid = |m: &str| MapperError::InvalidOutput(m.to_owned());
+    pub fn from_output(output: &Value) -> Result<Self, InvalidOutput> {
+        let invalid = |m: &str| InvalidOutput(m.to_owned());
         let identity = output
             .get("identity")
             .and_then(Value::as_object)
@@ -39,13 +41,11 @@ impl MappedIdentity {
             Some(_) => return Err(invalid("`identity.traits` must be an object")),
             None => return Err(invalid("`identity.traits` is missing")),
         };
-        let metadata = |key: &str| -> Result<Option<Map<String, Value>>, MapperError> {
+        let metadata = |key: &str| -> Result<Option<Map<String, Value>>, InvalidOutput> {
             match identity.get(key) {
                 None | Some(Value::Null) => Ok(None),
                 Some(Value::Object(m)) => Ok(Some(m.clone())),
-                Some(_) => Err(MapperError::InvalidOutput(format!(
-                    "`identity.{key}` must be an object"
-                ))),
+                Some(_) => Err(InvalidOutput(format!("`identity.{key}` must be an object"))),
             }
         };
         let mut verified_addresses = Vec::new();
@@ -55,7 +55,7 @@ impl MappedIdentity {
                 for (i, item) in items.iter().enumerate() {
                     let field = |k: &str| item.get(k).and_then(Value::as_str);
                     let (Some(value), Some(via)) = (field("value"), field("via")) else {
-                        return Err(MapperError::InvalidOutput(format!(
+                        return Err(InvalidOutput(format!(
                             "`identity.verified_addresses[{i}]` must be {{value: string, via: string}}"
                         )));
                     };
