@@ -24,8 +24,8 @@ fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn shared() -> PathBuf {
-    repo().join("../shared")
+fn fixtures() -> PathBuf {
+    repo().join("tests/fixtures")
 }
 
 fn read(path: &Path) -> String {
@@ -92,8 +92,8 @@ fn str_at<'a>(value: &'a Value, pointer: &str) -> &'a str {
 }
 
 /// The validator of Kratos's configuration schema (draft-07). The schema's only reference
-/// outside itself, `ory://tracing-config` (ory/x's tracing schema, which shared/ does not
-/// hold), is served as `false`: kratos.yml configures no tracing, and one that did would be
+/// outside itself, `ory://tracing-config` (ory/x's tracing schema, which tests/fixtures/ does
+/// not hold), is served as `false`: kratos.yml configures no tracing, and one that did would be
 /// refused here rather than accepted unchecked.
 fn kratos_config_validator() -> jsonschema::Validator {
     struct OryRefs;
@@ -108,7 +108,7 @@ fn kratos_config_validator() -> jsonschema::Validator {
             }
         }
     }
-    let schema = json_file(&shared().join("kratos/config.schema.json"));
+    let schema = json_file(&fixtures().join("kratos/config.schema.json"));
     jsonschema::options()
         .should_validate_formats(true)
         .with_retriever(OryRefs)
@@ -523,14 +523,14 @@ fn hook_body(template: &str, ctx: &Value) -> Value {
 /// Kratos's `ctx` for an okta-acme sign-in, with `ctx.identity` holding what the Kratos-side
 /// mapper made of a sample login (the fixtures' `<< ... >>` placeholders replaced).
 fn ctx_after_mapping(fixture: &str) -> (Value, Value) {
-    let claims = json_file(&shared().join("fixtures/claims/okta-acme/admin.json"));
+    let claims = json_file(&fixtures().join("claims/okta-acme/admin.json"));
     let mapped = kratos_side_mapper("okta-acme", &claims);
     assert_eq!(
         mapped["metadata_public"]["kratos_jit_claims"],
         json!({"provider": "okta-acme", "claims": claims}),
         "the Kratos-side mapper must carry the claims to the hooks"
     );
-    let mut ctx = json_file(&shared().join("fixtures/kratos-webhooks").join(fixture));
+    let mut ctx = json_file(&fixtures().join("kratos-webhooks").join(fixture));
     ctx["identity"]["traits"] = mapped["traits"].clone();
     ctx["identity"]["metadata_public"] = mapped["metadata_public"].clone();
     if ctx.pointer("/session/identity").is_some() {

@@ -41,7 +41,7 @@ fn kratos_side_mapping(provider: &str, claims: &Value) -> Result<Value, MapperEr
 /// The `ctx` fixture of `flow`, holding the identity Kratos built with the carrier mapper.
 fn ctx(flow: &str, provider: &str, claims: &Value) -> Value {
     let path = manifest_dir().join(format!(
-        "../shared/fixtures/kratos-webhooks/{flow}-oidc-ctx.json"
+        "tests/fixtures/kratos-webhooks/{flow}-oidc-ctx.json"
     ));
     let mut ctx: Value = serde_json::from_str(&read(&path)).unwrap();
     let mapped =
