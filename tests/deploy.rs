@@ -1,8 +1,8 @@
 //! What kratos-jit ships to wire it into Kratos, checked so that an edit cannot break it silently:
 //! `deploy/kratos/kratos.yml` against Kratos's configuration schema and against the facts the
-//! hooks depend on (shared/kratos/RESEARCH.md §1), the generated Kratos-side claims mappers
-//! against the providers they come from, the web hook body templates against Kratos's `ctx`
-//! (shared/fixtures/kratos-webhooks/), and `docker-compose.yml`'s images and mounts.
+//! hooks depend on (docs/kratos.md §1), the generated Kratos-side claims mappers against the
+//! providers they come from, the web hook body templates against Kratos's `ctx`
+//! (tests/fixtures/kratos-webhooks/), and `docker-compose.yml`'s images and mounts.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -339,7 +339,7 @@ fn check_kratos_jit_web_hook(hook: &Value, path: &str, template: &str) {
     let url = str_at(config, "/url");
     assert!(url.ends_with(path), "{url} does not call {path}");
     assert_eq!(config["method"], "POST");
-    // Pre-persist registration, and the power to refuse with `messages` (RESEARCH §1.4, §1.7).
+    // Pre-persist registration, able to refuse with `messages` (docs/kratos.md §1.4, §1.7).
     assert_eq!(config.pointer("/response/parse"), Some(&json!(true)));
     assert_ne!(config.pointer("/response/ignore"), Some(&json!(true)));
     // Kratos's retries keep their Ory-Webhook-Trigger-ID only with analytics events on.
@@ -505,7 +505,7 @@ fn kratos_side_mapper(provider: &str, claims: &Value) -> Value {
 }
 
 /// The body Kratos would send: `template` (`function(ctx) ...`) applied to `ctx` as a
-/// top-level argument, as Kratos does (RESEARCH §1.3).
+/// top-level argument, as Kratos does (docs/kratos.md §1.3).
 // `apply_tla` takes its arguments keyed by `IStr`, whose interior mutability (the interner's
 // reference count) never changes its hash.
 #[allow(clippy::mutable_key_type)]

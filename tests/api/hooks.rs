@@ -1,7 +1,7 @@
 //! The Kratos web hooks, called exactly as Kratos calls them: the shipped body template
 //! evaluated over the `ctx` fixtures (with the identity as the shipped Kratos-side mapper leaves
 //! it), the configured auth header and an `Ory-Webhook-Trigger-ID`; answers checked against
-//! Kratos's parser rules (RESEARCH.md §1.7).
+//! Kratos's parser rules (docs/kratos.md §1.7).
 
 use std::path::Path;
 
