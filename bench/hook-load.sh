@@ -30,7 +30,7 @@ import json, sys, _gojsonnet
 claims = open("mappers/okta-acme/tests/admin.claims.json").read()
 carrier = open("deploy/kratos/mappers/okta-acme.jsonnet").read()
 mapped = json.loads(_gojsonnet.evaluate_snippet("carrier", carrier, ext_codes={"claims": claims}))["identity"]
-ctx = json.load(open("../shared/fixtures/kratos-webhooks/registration-oidc-ctx.json"))
+ctx = json.load(open("tests/fixtures/kratos-webhooks/registration-oidc-ctx.json"))
 ctx["identity"]["traits"] = mapped["traits"]
 ctx["identity"]["metadata_public"] = mapped["metadata_public"]
 template = open("deploy/kratos/hooks/registration.jsonnet").read()

@@ -331,7 +331,7 @@ mod tests {
 
     /// The shared claims fixtures, in `../shared` beside the repository (as in CI).
     fn fixtures_dir() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/claims")
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/claims")
     }
 
     fn json_files(dir: &Path, found: &mut Vec<PathBuf>) {

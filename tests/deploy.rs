@@ -1,8 +1,8 @@
 //! What kratos-jit ships to wire it into Kratos, checked so that an edit cannot break it silently:
 //! `deploy/kratos/kratos.yml` against Kratos's configuration schema and against the facts the
-//! hooks depend on (shared/kratos/RESEARCH.md §1), the generated Kratos-side claims mappers
-//! against the providers they come from, the web hook body templates against Kratos's `ctx`
-//! (shared/fixtures/kratos-webhooks/), and `docker-compose.yml`'s images and mounts.
+//! hooks depend on (docs/kratos.md §1), the generated Kratos-side claims mappers against the
+//! providers they come from, the web hook body templates against Kratos's `ctx`
+//! (tests/fixtures/kratos-webhooks/), and `docker-compose.yml`'s images and mounts.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -24,8 +24,8 @@ fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn shared() -> PathBuf {
-    repo().join("../shared")
+fn fixtures() -> PathBuf {
+    repo().join("tests/fixtures")
 }
 
 fn read(path: &Path) -> String {
@@ -92,8 +92,8 @@ fn str_at<'a>(value: &'a Value, pointer: &str) -> &'a str {
 }
 
 /// The validator of Kratos's configuration schema (draft-07). The schema's only reference
-/// outside itself, `ory://tracing-config` (ory/x's tracing schema, which shared/ does not
-/// hold), is served as `false`: kratos.yml configures no tracing, and one that did would be
+/// outside itself, `ory://tracing-config` (ory/x's tracing schema, which tests/fixtures/ does
+/// not hold), is served as `false`: kratos.yml configures no tracing, and one that did would be
 /// refused here rather than accepted unchecked.
 fn kratos_config_validator() -> jsonschema::Validator {
     struct OryRefs;
@@ -108,7 +108,7 @@ fn kratos_config_validator() -> jsonschema::Validator {
             }
         }
     }
-    let schema = json_file(&shared().join("kratos/config.schema.json"));
+    let schema = json_file(&fixtures().join("kratos/config.schema.json"));
     jsonschema::options()
         .should_validate_formats(true)
         .with_retriever(OryRefs)
@@ -339,7 +339,7 @@ fn check_kratos_jit_web_hook(hook: &Value, path: &str, template: &str) {
     let url = str_at(config, "/url");
     assert!(url.ends_with(path), "{url} does not call {path}");
     assert_eq!(config["method"], "POST");
-    // Pre-persist registration, and the power to refuse with `messages` (RESEARCH §1.4, §1.7).
+    // Pre-persist registration, able to refuse with `messages` (docs/kratos.md §1.4, §1.7).
     assert_eq!(config.pointer("/response/parse"), Some(&json!(true)));
     assert_ne!(config.pointer("/response/ignore"), Some(&json!(true)));
     // Kratos's retries keep their Ory-Webhook-Trigger-ID only with analytics events on.
@@ -505,7 +505,7 @@ fn kratos_side_mapper(provider: &str, claims: &Value) -> Value {
 }
 
 /// The body Kratos would send: `template` (`function(ctx) ...`) applied to `ctx` as a
-/// top-level argument, as Kratos does (RESEARCH §1.3).
+/// top-level argument, as Kratos does (docs/kratos.md §1.3).
 // `apply_tla` takes its arguments keyed by `IStr`, whose interior mutability (the interner's
 // reference count) never changes its hash.
 #[allow(clippy::mutable_key_type)]
@@ -523,14 +523,14 @@ fn hook_body(template: &str, ctx: &Value) -> Value {
 /// Kratos's `ctx` for an okta-acme sign-in, with `ctx.identity` holding what the Kratos-side
 /// mapper made of a sample login (the fixtures' `<< ... >>` placeholders replaced).
 fn ctx_after_mapping(fixture: &str) -> (Value, Value) {
-    let claims = json_file(&shared().join("fixtures/claims/okta-acme/admin.json"));
+    let claims = json_file(&fixtures().join("claims/okta-acme/admin.json"));
     let mapped = kratos_side_mapper("okta-acme", &claims);
     assert_eq!(
         mapped["metadata_public"]["kratos_jit_claims"],
         json!({"provider": "okta-acme", "claims": claims}),
         "the Kratos-side mapper must carry the claims to the hooks"
     );
-    let mut ctx = json_file(&shared().join("fixtures/kratos-webhooks").join(fixture));
+    let mut ctx = json_file(&fixtures().join("kratos-webhooks").join(fixture));
     ctx["identity"]["traits"] = mapped["traits"].clone();
     ctx["identity"]["metadata_public"] = mapped["metadata_public"].clone();
     if ctx.pointer("/session/identity").is_some() {

@@ -1,7 +1,7 @@
 //! The Kratos stand-in, driven over HTTP like the sidecar drives Kratos. Every response body is
 //! validated against the matching response schema of Kratos v26.2.0's OpenAPI spec
-//! (`../shared/kratos/openapi-v26.2.0.json`), so the stand-in cannot drift from the wire contract
-//! the HTTP adapter is written against.
+//! (`tests/fixtures/kratos/openapi-v26.2.0.json`), so the stand-in cannot drift from the wire
+//! contract the HTTP adapter is written against.
 
 use kratos_jit::standin::{Fault, StandIn, StandInState, run_until_stopped};
 use reqwest::header::HeaderMap;
@@ -52,7 +52,8 @@ fn contract() -> &'static Contract {
 /// The spec's `components`, with OpenAPI 3.0's `nullable: true` turned into JSON Schema
 /// (`"type": [T, "null"]`), which is what it means and what a JSON Schema validator understands.
 fn spec_components() -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/kratos/openapi-v26.2.0.json");
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kratos/openapi-v26.2.0.json");
     let text =
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     let spec: Value = serde_json::from_str(&text).expect("the spec is JSON");

@@ -25,10 +25,10 @@ pub fn manifest_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `../shared/fixtures/claims/<provider>/<case>.json`.
+/// `tests/fixtures/claims/<provider>/<case>.json`.
 pub fn fixture(provider: &str, case: &str) -> Value {
     let path: PathBuf = manifest_dir()
-        .join("../shared/fixtures/claims")
+        .join("tests/fixtures/claims")
         .join(provider)
         .join(format!("{case}.json"));
     serde_json::from_slice(

@@ -1,7 +1,7 @@
 //! The Kratos web hooks, called exactly as Kratos calls them: the shipped body template
 //! evaluated over the `ctx` fixtures (with the identity as the shipped Kratos-side mapper leaves
 //! it), the configured auth header and an `Ory-Webhook-Trigger-ID`; answers checked against
-//! Kratos's parser rules (RESEARCH.md §1.7).
+//! Kratos's parser rules (docs/kratos.md §1.7).
 
 use std::path::Path;
 
@@ -41,7 +41,7 @@ fn kratos_side_mapping(provider: &str, claims: &Value) -> Result<Value, MapperEr
 /// The `ctx` fixture of `flow`, holding the identity Kratos built with the carrier mapper.
 fn ctx(flow: &str, provider: &str, claims: &Value) -> Value {
     let path = manifest_dir().join(format!(
-        "../shared/fixtures/kratos-webhooks/{flow}-oidc-ctx.json"
+        "tests/fixtures/kratos-webhooks/{flow}-oidc-ctx.json"
     ));
     let mut ctx: Value = serde_json::from_str(&read(&path)).unwrap();
     let mapped =

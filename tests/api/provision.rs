@@ -1,10 +1,10 @@
-//! Every claims fixture of ../shared/fixtures through `POST /v1/provision`, and the seed plan.
+//! Every claims fixture of tests/fixtures/claims/ through `POST /v1/provision`, and the seed plan.
 
 use serde_json::{Value, json};
 
 use crate::helpers::{fixture, spawn_app};
 
-/// What a fixture must lead to (fixtures/README.md).
+/// What a fixture must lead to (tests/fixtures/README.md).
 enum Expect {
     /// Created with this role (tenant from the provider's binding).
     Created(&'static str),
@@ -156,7 +156,7 @@ fn subject(claims: &Value) -> &str {
 #[actix_web::test]
 async fn every_claims_fixture_has_its_documented_outcome() {
     let app = spawn_app().await;
-    let fixtures_dir = crate::helpers::manifest_dir().join("../shared/fixtures/claims");
+    let fixtures_dir = crate::helpers::manifest_dir().join("tests/fixtures/claims");
     let mut seen = 0;
     for (provider, case, tenant, expect) in CASES {
         app.reset_kratos().await;

@@ -1,7 +1,7 @@
 // Body of Kratos's login web hook (selfservice.flows.login.after.oidc) to kratos-jit's
 // POST /v1/hooks/login.
 //
-// Kratos calls it with `ctx` as a top-level argument (RESEARCH.md §1.3) after the user is
+// Kratos calls it with `ctx` as a top-level argument (docs/kratos.md §1.3) after the user is
 // authenticated: ctx.identity is the stored identity (real id; metadata_admin and credentials
 // are stripped by Kratos, §1.5) and ctx.session the new session, whose
 // authentication_methods[].provider names the OIDC provider the user signed in with.
