@@ -1,6 +1,6 @@
 //! The Kratos-side claims mapper that kratos-jit ships for each provider.
 //!
-//! Kratos never passes OIDC claims to web hooks (RESEARCH.md §1.6): the only way for the
+//! Kratos never passes OIDC claims to web hooks (docs/kratos.md §1.6): the only way for the
 //! registration and login hooks to see them is for Kratos's own claims mapper to copy them into
 //! the identity. Kratos also validates the mapped traits against the identity schema *before* it
 //! runs the registration hooks, so that mapper must produce the real traits too. The carrier
@@ -23,7 +23,7 @@
 /// The key under `metadata_public` where the carrier puts the claims.
 pub const CARRIED_CLAIMS_KEY: &str = "kratos_jit_claims";
 
-/// Where the Kratos-side mapper's `std.extVar('identity')` comes from (RESEARCH.md §2.3).
+/// Where the Kratos-side mapper's `std.extVar('identity')` comes from (docs/kratos.md §2.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IdentityVar {
     /// Kratos v26.2.0 and earlier define no `identity` ext var, and run the mapper only in the

@@ -74,7 +74,7 @@ enum GoType {
 
 /// The fields of Kratos's `Claims` struct, by JSON name. All are `omitempty`.
 ///
-/// `acr` (string) and `amr` (`[]string`) were added on Kratos master in 2026-04 (RESEARCH.md
+/// `acr` (string) and `amr` (`[]string`) were added on Kratos master in 2026-04 (docs/kratos.md
 /// §2.1; the session's `upstream_acr`/`upstream_amr` carry them with those types).
 const FIELDS: &[(&str, GoType)] = &[
     ("iss", GoType::String),
@@ -329,18 +329,14 @@ mod tests {
         Value::Object(base)
     }
 
-    /// The shared claims fixtures, in `../shared` beside the repository (as in CI).
+    /// The claims fixtures the repository keeps (`tests/fixtures/claims`, README there).
     fn fixtures_dir() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/claims")
     }
 
     fn json_files(dir: &Path, found: &mut Vec<PathBuf>) {
-        let entries = std::fs::read_dir(dir).unwrap_or_else(|e| {
-            panic!(
-                "cannot read claims fixtures in {} ({e}); set KRATOS_JIT_CLAIMS_FIXTURES",
-                dir.display()
-            )
-        });
+        let entries = std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("cannot read claims fixtures in {} ({e})", dir.display()));
         for entry in entries {
             let path = entry.expect("readable directory entry").path();
             if path.is_dir() {
@@ -351,7 +347,7 @@ mod tests {
         }
     }
 
-    /// The fixture as Kratos's code would have built it. The shared fixtures deviate from
+    /// The fixture as Kratos's code would have built it. The fixtures deviate from
     /// Kratos's `Claims` struct in two ways:
     ///
     /// - the SAML-bridge fixtures carry `nonce` in `raw_claims` but not at the top level, yet
@@ -375,13 +371,13 @@ mod tests {
     }
 
     #[test]
-    fn every_shared_fixture_is_rebuilt_from_its_raw_claims_as_kratos_builds_it() {
+    fn every_claims_fixture_is_rebuilt_from_its_raw_claims_as_kratos_builds_it() {
         let mut files = Vec::new();
         json_files(&fixtures_dir(), &mut files);
         files.sort();
         assert!(
             files.len() >= 20,
-            "expected the shared fixtures, found {files:?}"
+            "expected the claims fixtures, found {files:?}"
         );
 
         for file in files {

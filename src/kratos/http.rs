@@ -11,7 +11,7 @@
 //!   a `Retry-After` on 429/503 is honoured when it fits in the deadline. Which calls are safe to
 //!   repeat is stated on each method.
 //! - **Errors by status.** The HTTP status alone picks the [`KratosError`] variant; the herodot
-//!   envelope (`{"error":{"message","reason"}}`) only supplies the words (RESEARCH.md §3.9).
+//!   envelope (`{"error":{"message","reason"}}`) only supplies the words (docs/kratos.md §3.9).
 //! - **Lenient reads.** Answers are read into [`Identity`] without the generated client's closed
 //!   enums, so a credential type, address channel or state added by a later Kratos never makes a
 //!   read fail. Request bodies are built from the generated `ory-kratos-client` models.
@@ -538,7 +538,7 @@ fn replay_safe(ops: &[PatchOp]) -> bool {
 
 impl KratosAdmin for HttpKratos {
     /// `GET /admin/identities?credentials_identifier=…&page_size=2`. Kratos matches exactly
-    /// (OIDC and SAML identifiers verbatim, others after its normalization, RESEARCH.md §3.1);
+    /// (OIDC and SAML identifiers verbatim, others after its normalization, docs/kratos.md §3.1);
     /// two answers would mean the filter was ignored, which is a [`KratosError::Protocol`].
     /// Retried (a read).
     async fn find_by_credential_identifier(
@@ -669,7 +669,7 @@ impl KratosAdmin for HttpKratos {
     }
 
     /// `DELETE /admin/identities/{id}/sessions`. Kratos answers 404 when there is no session to
-    /// delete (RESEARCH.md §7) — also for an unknown identity — so 204 and 404 both mean "no
+    /// delete (docs/kratos.md §7) — also for an unknown identity — so 204 and 404 both mean "no
     /// session left". Retried.
     async fn revoke_sessions(&self, id: &IdentityId) -> Result<(), KratosError> {
         let call = Call {

@@ -4,7 +4,7 @@
 //! it never sees HTTP or generated-client types. [`http::HttpKratos`] is the adapter for a real
 //! Kratos (and for the loopback stand-in, which speaks the same wire format).
 //!
-//! Wire facts this port relies on (see `RESEARCH.md` §3): OIDC credentials are found by the exact
+//! Wire facts this port relies on (see docs/kratos.md §3): OIDC credentials are found by the exact
 //! identifier `<provider-id>:<subject>`; credential identifiers, verifiable addresses and
 //! `external_id` are unique and a clash answers 409; PUT replaces `traits`, `metadata_public`,
 //! `metadata_admin` and `external_id` wholesale; JSON Patch accepts only `add`, `remove`, `replace`.

@@ -1,7 +1,7 @@
 //! Converting between JSON and Jsonnet values at the edges of an evaluation.
 //!
 //! Output conversion is where laziness is forced, so it runs inside the guarded region and it
-//! enforces the output limits Kratos applies (256 KiB, RESEARCH.md §2.4) while it walks the value
+//! enforces the output limits Kratos applies (256 KiB, docs/kratos.md §2.4) while it walks the value
 //! — a 10⁹-element array is refused after its first 256 KiB, never materialised.
 
 use jrsonnet_evaluator::{Val, error::ErrorKind};

@@ -1,6 +1,6 @@
 //! Bounds on a running Jsonnet evaluation: wall time and allocated bytes.
 //!
-//! jrsonnet has no cancellation, timeout or memory API (RUST_STACK.md §2.1), and its state is
+//! jrsonnet has no cancellation, timeout or memory API (docs/crates.md §2.1), and its state is
 //! `!Send`, so an evaluation can only be stopped from inside its own thread. Two facts make that
 //! possible without patching the evaluator:
 //!

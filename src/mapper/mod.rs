@@ -1,6 +1,6 @@
 //! Kratos-compatible Jsonnet claims mappers: compiled once, evaluated under hard limits.
 //!
-//! The contract is Kratos's own (RESEARCH.md §2), so one mapper file works in Kratos's
+//! The contract is Kratos's own (docs/kratos.md §2), so one mapper file works in Kratos's
 //! `mapper_url` and here:
 //!
 //! - `std.extVar('claims')` is the claims object Kratos builds (standard claims + `raw_claims`);

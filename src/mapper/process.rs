@@ -5,7 +5,7 @@
 //! through its depth check, so a mapper like `std.makeArray(1e9, function(i) i)` can neither be
 //! interrupted nor kept from filling memory from inside the process. Kratos meets the same
 //! problem with go-jsonnet by evaluating in a pool of re-exec'd subprocesses with a 1 s timeout
-//! and an address-space limit (RESEARCH.md §2.4); so does kratos-jit:
+//! and an address-space limit (docs/kratos.md §2.4); so does kratos-jit:
 //!
 //! - a worker is this same executable run as `kratos-jit mapper-worker`; it limits its own address
 //!   space (`RLIMIT_AS`), compiles every mapper once, then answers one JSON line per request;

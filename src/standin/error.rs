@@ -55,13 +55,13 @@ impl ApiError {
         }
     }
 
-    /// `POST /admin/identities` on a unique violation (`identity/handler.go create`, RESEARCH §3.9).
+    /// `POST /admin/identities` on a unique violation (`identity/handler.go create`, docs/kratos.md §3.9).
     pub(crate) fn create_conflict() -> Self {
         ApiError::status(409)
             .with_reason("This identity conflicts with another identity that already exists.")
     }
 
-    /// PUT/PATCH on a unique violation: the bare `sqlcon.ErrUniqueViolation` (RESEARCH §3.9).
+    /// PUT/PATCH on a unique violation: the bare `sqlcon.ErrUniqueViolation` (docs/kratos.md §3.9).
     pub(crate) fn update_conflict() -> Self {
         ApiError {
             message: "Unable to insert or update resource because a resource with that value exists already"

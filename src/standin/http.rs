@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use std::time::SystemTime;
 use uuid::Uuid;
 
-/// Kratos's default and maximum keyset page sizes (RESEARCH §3.1, §7).
+/// Kratos's default and maximum keyset page sizes (docs/kratos.md §3.1, §7).
 const DEFAULT_PAGE_SIZE: i64 = 250;
 const MAX_PAGE_SIZE: i64 = 500;
 /// `ids` accepts at most this many values (`parseListIdentitiesParameters`).
@@ -159,7 +159,7 @@ fn list_identities(request: &HttpRequest, state: &StandInState) -> Answer {
             ApiError::bad_request_message(format!("strconv.Atoi: parsing {raw:?}: invalid syntax"))
         })?,
     }
-    // Out-of-range sizes are clamped, not refused (RESEARCH §7).
+    // Out-of-range sizes are clamped, not refused (docs/kratos.md §7).
     .clamp(1, MAX_PAGE_SIZE);
     let after = match first_value(&query, "page_token") {
         None => None,
@@ -200,7 +200,7 @@ fn create_identity(body: &[u8], state: &StandInState) -> Answer {
             )
         })
     })?;
-    // `WriteCreated(SelfAdminURL + /identities/<id>)`, RESEARCH §3.3.
+    // `WriteCreated(SelfAdminURL + /identities/<id>)`, docs/kratos.md §3.3.
     Ok(HttpResponse::Created()
         .insert_header((LOCATION, format!("{base_url}/identities/{id}")))
         .json(identity))
@@ -305,7 +305,7 @@ fn include_credential(query: &[(String, String)]) -> Result<Vec<String>, ApiErro
         .collect()
 }
 
-/// The `Link` header of a keyset page, relative like Kratos's (RESEARCH §7): the request's path
+/// The `Link` header of a keyset page, relative like Kratos's (docs/kratos.md §7): the request's path
 /// and query with `page_size` and `page_token` set, keys sorted as Go's `url.Values.Encode`.
 fn link_header(
     path: &str,

@@ -226,7 +226,7 @@ impl Identity {
         email_of(&self.traits)
     }
 
-    /// Everything this identity holds that must be unique across identities (RESEARCH §3.9).
+    /// Everything this identity holds that must be unique across identities (docs/kratos.md §3.9).
     pub(crate) fn unique_keys(&self) -> impl Iterator<Item = UniqueKey<'_>> {
         let credentials = self.credentials.iter().flat_map(|(kind, credential)| {
             credential
@@ -256,7 +256,7 @@ impl Identity {
 
     /// Whether `credentials_identifier` finds this identity. For `oidc` and `saml` the value is
     /// compared verbatim (`provider:subject`); for the other types Kratos normalizes it first
-    /// (`NormalizeIdentifier`: trimmed, lowercased), RESEARCH §3.1.
+    /// (`NormalizeIdentifier`: trimmed, lowercased), docs/kratos.md §3.1.
     #[cfg(test)]
     pub(crate) fn has_identifier(&self, wanted: &str) -> bool {
         self.has_identifier_normalized(wanted, &normalize_identifier(wanted))

@@ -2,7 +2,7 @@
 //! `kratos-jit serve --dev`.
 //!
 //! It owns the endpoints a JIT-provisioning sidecar uses and promises Kratos v26.2.0's wire
-//! contract for them (`openapi-v26.2.0.json`, `RESEARCH.md` §3 and §7): the same JSON shapes,
+//! contract for them (`openapi-v26.2.0.json`, docs/kratos.md §3 and §7): the same JSON shapes,
 //! status codes, `Link` pagination and herodot error envelopes, and the same data rules —
 //! credential identifiers, verifiable and recovery addresses and `external_id` are unique, a
 //! clash is a 409, and every write is atomic.

@@ -21,7 +21,7 @@ use std::ops::Bound;
 use std::time::{Duration, SystemTime};
 use uuid::Uuid;
 
-/// Kratos's default identity schema id; a create without `schema_id` uses it (RESEARCH §7).
+/// Kratos's default identity schema id; a create without `schema_id` uses it (docs/kratos.md §7).
 pub(crate) const DEFAULT_SCHEMA_ID: &str = "default";
 
 /// Kratos's default `session.lifespan`.
@@ -464,7 +464,7 @@ impl Store {
         Ok(id)
     }
 
-    /// `GET /admin/identities/{id}/sessions`: an unknown identity simply has none (RESEARCH §7).
+    /// `GET /admin/identities/{id}/sessions`: an unknown identity simply has none (docs/kratos.md §7).
     pub(crate) fn sessions_of(
         &self,
         identity_id: Uuid,
@@ -554,7 +554,7 @@ impl Store {
 }
 
 /// The PATCH deny-list: `/id`, `/stateChangedAt` and everything under `/credentials`
-/// (Kratos's code lists `/credentials`, `/credentials/oidc/**`, …; RESEARCH §3.5 and §7 say to
+/// (Kratos's code lists `/credentials`, `/credentials/oidc/**`, …; docs/kratos.md §3.5 and §7 say to
 /// treat all of `/credentials` as off-limits).
 fn is_denied_patch_path(path: &str) -> bool {
     path == "/id"

@@ -39,7 +39,7 @@ pub fn fixture(provider: &str, case: &str) -> Value {
 
 /// The fixture sets the tests read (claims as Kratos builds them, web hook contexts).
 pub fn fixtures_dir() -> PathBuf {
-    manifest_dir().join("../shared/fixtures")
+    manifest_dir().join("tests/fixtures")
 }
 
 pub async fn spawn_app() -> TestApp {

@@ -639,3 +639,77 @@ async fn a_mapper_change_is_seen_by_every_entry_point() {
         "check:\n{report}"
     );
 }
+
+#[actix_web::test]
+async fn a_login_with_fresh_claims_evaluates_the_mapper_once() {
+    use kratos_jit::http::auth::Secrets;
+    use kratos_jit::http::hooks::{self, HookSettings};
+    use kratos_jit::kratos::{HttpKratos, KratosSettings};
+    use kratos_jit::login::Logins;
+    use kratos_jit::mapper::{Isolation, MapperEngine, WorkerProgram};
+    use kratos_jit::provider::Providers;
+    use kratos_jit::schema::IdentitySchemas;
+    use std::sync::Arc;
+
+    let kratos = kratos_jit::standin::StandIn::start().expect("stand-in starts");
+    let (providers, _) = Providers::load(&manifest_dir().join("mappers")).unwrap();
+    let engine = MapperEngine::start(
+        providers.mapper_sources(),
+        Limits::default(),
+        1,
+        Isolation::Processes(WorkerProgram::new(env!("CARGO_BIN_EXE_kratos-jit"))),
+    )
+    .unwrap();
+    let http = HttpKratos::new(KratosSettings {
+        admin_url: kratos.base_url(),
+        ..KratosSettings::default()
+    })
+    .unwrap();
+    let logins = Logins::new(
+        http,
+        engine,
+        Arc::new(providers),
+        Arc::new(IdentitySchemas::builtin()),
+    );
+    let settings = HookSettings {
+        secrets: Secrets::default(),
+        deadline: std::time::Duration::from_secs(4),
+        claims_max_age: std::time::Duration::from_secs(300),
+        max_body_bytes: 1 << 20,
+    };
+    // Registered as an admin (one evaluation), then demoted at the IdP.
+    let register = serde_json::from_value(registration_body(
+        "okta-acme",
+        &fixture("okta-acme", "admin"),
+    ))
+    .unwrap();
+    let before = logins.engine().evaluations();
+    let answer = hooks::registration(&logins, &settings, register).await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    assert_eq!(logins.engine().evaluations() - before, 1, "registration");
+    let mut identity = answer.body.unwrap()["identity"].clone();
+    identity["credentials"] = json!({"oidc": {"config": {"providers": [
+        {"provider": "okta-acme", "subject": "ada@acme.example"}
+    ]}}});
+    identity["schema_id"] = json!("default");
+    let created = kratos.insert_identity(identity);
+    let id = created["id"].as_str().unwrap();
+
+    let login = serde_json::from_value(login_body(
+        "okta-acme",
+        &fixture("okta-acme", "demoted"),
+        id,
+    ))
+    .unwrap();
+    let before = logins.engine().evaluations();
+    let answer = hooks::login(&logins, &settings, login).await;
+
+    assert_eq!(answer.status, 204, "{:?}", answer.body);
+    assert_eq!(logins.engine().evaluations() - before, 1, "login");
+    let stored = kratos
+        .identities()
+        .into_iter()
+        .find(|i| i["id"] == id)
+        .unwrap();
+    assert_eq!(stored["traits"]["role"], "user");
+}

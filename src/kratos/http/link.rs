@@ -2,7 +2,7 @@
 //!
 //! Kratos writes `Link: </admin/identities?page_size=250&page_token=…>; rel="first",</…>; rel="next"`
 //! (`oryx/pagination/keysetpagination/header.go`). The targets are relative references
-//! (RESEARCH.md §7), so they are resolved against the admin base URL before the `page_token` is
+//! (docs/kratos.md §7), so they are resolved against the admin base URL before the `page_token` is
 //! read from the query. A missing `rel="next"` means the last page. A header that cannot be
 //! parsed is an error, never "last page": a silently truncated listing would make a reconciler
 //! believe identities are gone.

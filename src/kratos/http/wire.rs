@@ -3,7 +3,7 @@
 //! Requests are built from the generated `ory-kratos-client` models, so they serialize exactly as
 //! Kratos's strict decoder expects (`createIdentityBody` rejects unknown fields). Responses are
 //! read into lenient wire structs instead of the generated `Identity`, whose closed enums fail a
-//! whole read on one unknown credential type or address channel (RUST_STACK.md §3.3). Errors are
+//! whole read on one unknown credential type or address channel (docs/crates.md §3.3). Errors are
 //! classified by HTTP status; the herodot envelope (`{"error":{"message","reason",…}}`) only
 //! supplies the words.
 
@@ -222,7 +222,7 @@ pub(super) fn create_body(new: &NewIdentity) -> Result<Vec<u8>, KratosError> {
 
 /// `PUT /admin/identities/{id}` adding an OIDC credential. PUT overwrites `traits`,
 /// `metadata_public`, `metadata_admin` and `external_id` with what is sent, clearing what is
-/// omitted (RESEARCH.md §3.4), so all of them are sent back as read; OIDC credentials in the body
+/// omitted (docs/kratos.md §3.4), so all of them are sent back as read; OIDC credentials in the body
 /// are added to the existing ones.
 pub(super) fn link_oidc_body(
     current: &Identity,
@@ -247,7 +247,7 @@ pub(super) fn link_oidc_body(
     let mut json = serde_json::to_value(&body).map_err(encode_error)?;
     if known_state.is_none() {
         // A state this client does not know cannot be written back through the generated enum;
-        // Kratos v26.2 keeps the current state when PUT omits it (RESEARCH.md §7).
+        // Kratos v26.2 keeps the current state when PUT omits it (docs/kratos.md §7).
         if let Some(object) = json.as_object_mut() {
             object.remove("state");
         }
