@@ -262,7 +262,7 @@ impl<K: KratosAdmin> Logins<K> {
             metadata_admin: None,
             verified_addresses: vec![],
         };
-        policy::admit(provider, &mapped, &self.schemas).map(|_| ())
+        policy::admit(&provider.rules(), &mapped, &self.schemas).map(|_| ())
     }
 }
 
@@ -382,7 +382,7 @@ impl<K: KratosAdmin> Run<'_, '_, K> {
             }
         };
         Ok(
-            match policy::admit(provider, &mapped, &self.logins.schemas) {
+            match policy::admit(&provider.rules(), &mapped, &self.logins.schemas) {
                 Ok(_) => Mapped::Admitted(mapped, output),
                 Err(denial) => Mapped::Refused(denial, Some(output)),
             },
@@ -448,7 +448,12 @@ impl<K: KratosAdmin> Run<'_, '_, K> {
                 (None, Some(holder)) => Found::EmailHolder(holder),
                 (None, None) => Found::Nothing,
             };
-            let decision = decision::decide(self.login.provider, mapped, found, &self.provenance());
+            let decision = decision::decide(
+                &self.login.provider.rules(),
+                mapped,
+                found,
+                &self.provenance(),
+            );
             let done = |action, identity_id, changed| Outcome {
                 action,
                 identity_id,

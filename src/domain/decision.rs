@@ -24,11 +24,11 @@
 use serde_json::{Map, Value, json};
 
 use crate::domain::denial::{Denial, LinkRefusal};
+use crate::domain::identity::{Identity, NewIdentity, OidcCredential, PatchOp, VerifiableAddress};
 use crate::domain::ids::{IdentityId, ProviderId, Subject};
 use crate::domain::mapped::MappedIdentity;
 use crate::domain::policy::{EMAIL_TRAIT, TENANT_TRAIT, foreign_tenant};
-use crate::kratos::{Identity, NewIdentity, OidcCredential, PatchOp, VerifiableAddress};
-use crate::provider::Provider;
+use crate::domain::rules::Rules;
 
 /// The key under `metadata_admin` that kratos-jit owns.
 pub const PROVENANCE_KEY: &str = "kratos_jit";
@@ -93,30 +93,30 @@ pub const LINKED_FIELD: &str = "credentials.oidc";
 
 /// Decides for what Kratos holds (see the module's table).
 pub fn decide(
-    provider: &Provider,
+    rules: &Rules<'_>,
     mapped: &MappedIdentity,
     found: Found<'_>,
     provenance: &Provenance,
 ) -> Decision {
     let existing = match found {
-        Found::Nothing if !provider.settings.jit.create => {
+        Found::Nothing if !rules.jit.create => {
             return Decision::Denied(Denial::CreateDisabled {
-                provider: provider.id.clone(),
+                provider: rules.provider.clone(),
             });
         }
-        Found::Nothing => return Decision::Create(new_identity(provider, mapped, provenance)),
-        Found::EmailHolder(_) if !provider.settings.jit.create => {
+        Found::Nothing => return Decision::Create(new_identity(rules, mapped, provenance)),
+        Found::EmailHolder(_) if !rules.jit.create => {
             return Decision::Denied(Denial::CreateDisabled {
-                provider: provider.id.clone(),
+                provider: rules.provider.clone(),
             });
         }
-        Found::EmailHolder(holder) => return link(provider, mapped, holder, provenance),
+        Found::EmailHolder(holder) => return link(rules, mapped, holder, provenance),
         Found::Credential(existing) => existing,
     };
-    if let Some(denial) = foreign_existing_tenant(provider, existing) {
+    if let Some(denial) = foreign_existing_tenant(rules, existing) {
         return Decision::Denied(denial);
     }
-    if !provider.settings.jit.update {
+    if !rules.jit.update {
         return Decision::Unchanged { id: existing.id };
     }
     let (ops, changed) = changes(mapped, existing, provenance);
@@ -133,17 +133,17 @@ pub fn decide(
 
 /// Links `holder` when the rules allow it, with the owned fields set as an update would.
 fn link(
-    provider: &Provider,
+    rules: &Rules<'_>,
     mapped: &MappedIdentity,
     holder: &Identity,
     provenance: &Provenance,
 ) -> Decision {
-    if let Err(denial) = may_link(provider, mapped, holder) {
+    if let Err(denial) = may_link(rules, mapped, holder) {
         return Decision::Denied(denial);
     }
     let mut identity = holder.clone();
     let mut changed = vec![LINKED_FIELD.to_owned()];
-    if provider.settings.jit.update {
+    if rules.jit.update {
         let (ops, fields) = changes(mapped, holder, provenance);
         apply(&mut identity, &ops);
         changed.extend(fields);
@@ -194,17 +194,17 @@ fn apply(identity: &mut Identity, ops: &[PatchOp]) {
 /// e-mail lies in the tenant's domains (already checked by the policy), and the identity belongs
 /// to the same tenant: anything less lets one IdP take over another's account.
 pub fn may_link(
-    provider: &Provider,
+    rules: &Rules<'_>,
     mapped: &MappedIdentity,
     candidate: &Identity,
 ) -> Result<(), Denial> {
     let refuse = |why| {
         Err(Denial::Linking {
-            provider: provider.id.clone(),
+            provider: rules.provider.clone(),
             why,
         })
     };
-    if !provider.settings.jit.link_by_verified_email {
+    if !rules.jit.link_by_verified_email {
         return refuse(LinkRefusal::Disabled);
     }
     let email = mapped
@@ -226,23 +226,23 @@ pub fn may_link(
 }
 
 /// An identity found by this provider's credential must belong to one of its tenants.
-fn foreign_existing_tenant(provider: &Provider, existing: &Identity) -> Option<Denial> {
+fn foreign_existing_tenant(rules: &Rules<'_>, existing: &Identity) -> Option<Denial> {
     let tenant = existing.traits.get(TENANT_TRAIT).and_then(Value::as_str)?;
-    if provider.settings.tenant(tenant).is_some() {
+    if rules.tenant(tenant).is_some() {
         return None;
     }
-    Some(foreign_tenant(provider, tenant))
+    Some(foreign_tenant(rules, tenant))
 }
 
 fn new_identity(
-    provider: &Provider,
+    rules: &Rules<'_>,
     mapped: &MappedIdentity,
     provenance: &Provenance,
 ) -> NewIdentity {
     let mut metadata_admin = mapped.metadata_admin.clone().unwrap_or_default();
     metadata_admin.insert(PROVENANCE_KEY.to_owned(), provenance.to_value());
     NewIdentity {
-        schema_id: provider.settings.schema_id.clone(),
+        schema_id: rules.schema_id.to_owned(),
         traits: Value::Object(mapped.traits.clone()),
         metadata_public: mapped.metadata_public.clone().map(Value::Object),
         metadata_admin: Some(Value::Object(metadata_admin)),

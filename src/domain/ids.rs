@@ -172,6 +172,12 @@ impl TenantId {
     }
 }
 
+impl From<&str> for TenantId {
+    fn from(id: &str) -> TenantId {
+        TenantId(id.to_owned())
+    }
+}
+
 impl fmt::Display for TenantId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

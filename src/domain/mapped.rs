@@ -2,7 +2,7 @@
 //!
 //! [`MappedIdentity::from_output`] applies the checks Kratos applies to a mapper's output;
 //! [`identity_ext_var`] builds the `identity` ext var the way Kratos coalesces it. Nothing here
-//! knows how the mapper ran (that is [`crate::mapper`]'s business): it is pure.
+//! knows how the mapper ran (that is the mapper engine's business): it is pure.
 
 use serde_json::{Map, Value};
 

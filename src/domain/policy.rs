@@ -12,24 +12,17 @@
 use serde_json::Value;
 
 use crate::domain::denial::Denial;
-use crate::domain::ids::TenantId;
 use crate::domain::mapped::MappedIdentity;
-use crate::provider::{Provider, TenantBinding};
+use crate::domain::rules::{Rules, TenantBinding};
 use crate::schema::IdentitySchemas;
 
 /// The traits the policy reads. They are fixed by the shipped identity schema.
 pub const TENANT_TRAIT: &str = "tenant_id";
 pub const EMAIL_TRAIT: &str = "email";
 
-/// `provider` is not bound to `tenant`: the reason lists the tenants it is bound to.
-pub fn foreign_tenant(provider: &Provider, tenant: &str) -> Denial {
-    let bound: Vec<TenantId> = provider
-        .settings
-        .tenants
-        .iter()
-        .map(|t| TenantId::new(t.id.clone()))
-        .collect();
-    Denial::foreign_tenant(&provider.id, tenant, &bound)
+/// The provider is not bound to `tenant`: the reason lists the tenants it is bound to.
+pub fn foreign_tenant(rules: &Rules<'_>, tenant: &str) -> Denial {
+    Denial::foreign_tenant(rules.provider, tenant, rules.tenants.iter().map(|t| &t.id))
 }
 
 /// The domain part of an e-mail address, lower-cased; `None` when there is no `@`.
@@ -43,7 +36,7 @@ pub fn email_domain(email: &str) -> Option<String> {
 
 /// The tenant binding the mapped identity falls under, or why it is refused.
 pub fn admit<'p>(
-    provider: &'p Provider,
+    rules: &Rules<'p>,
     mapped: &MappedIdentity,
     schemas: &IdentitySchemas,
 ) -> Result<&'p TenantBinding, Denial> {
@@ -51,14 +44,13 @@ pub fn admit<'p>(
         Some(Value::String(t)) if !t.is_empty() => t,
         _ => {
             return Err(Denial::NoTenant {
-                provider: provider.id.clone(),
+                provider: rules.provider.clone(),
             });
         }
     };
-    let binding = provider
-        .settings
+    let binding = rules
         .tenant(tenant)
-        .ok_or_else(|| foreign_tenant(provider, tenant))?;
+        .ok_or_else(|| foreign_tenant(rules, tenant))?;
     let email = match mapped.traits.get(EMAIL_TRAIT) {
         Some(Value::String(e)) => e,
         _ => return Err(Denial::NoEmail),
@@ -74,7 +66,7 @@ pub fn admit<'p>(
     if !in_domains(email) {
         return Err(Denial::ForeignDomain {
             domain,
-            tenant: TenantId::new(binding.id.clone()),
+            tenant: binding.id.clone(),
         });
     }
     for address in mapped
@@ -85,15 +77,12 @@ pub fn admit<'p>(
         if !address.value.eq_ignore_ascii_case(email.trim()) || !in_domains(&address.value) {
             return Err(Denial::ForeignVerifiedAddress {
                 domain: email_domain(&address.value).unwrap_or_default(),
-                tenant: TenantId::new(binding.id.clone()),
+                tenant: binding.id.clone(),
             });
         }
     }
     schemas
-        .validate_traits(
-            &provider.settings.schema_id,
-            &Value::Object(mapped.traits.clone()),
-        )
+        .validate_traits(rules.schema_id, &Value::Object(mapped.traits.clone()))
         .map_err(|e| Denial::Schema(e.to_string()))?;
     Ok(binding)
 }
@@ -101,6 +90,7 @@ pub fn admit<'p>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::TenantId;
 
     #[test]
     fn denial_reasons_never_carry_a_whole_address() {
@@ -130,7 +120,7 @@ mod tests {
                 "first_name": "Ada", "last_name": "Lovelace"}}}))
             .unwrap();
             assert_eq!(
-                admit(acme, &mapped, &schemas).err(),
+                admit(&acme.rules(), &mapped, &schemas).err(),
                 Some(Denial::NotAnEmail),
                 "{email}"
             );

@@ -43,6 +43,18 @@ const LOADER_STACK_BYTES: usize = 8 << 20;
 
 pub use crate::domain::ids::{InvalidProviderId, ProviderId};
 
+impl Provider {
+    /// What the policy and the decision need of this provider.
+    pub fn rules(&self) -> crate::domain::Rules<'_> {
+        crate::domain::Rules {
+            provider: &self.id,
+            schema_id: &self.settings.schema_id,
+            jit: self.settings.jit,
+            tenants: &self.settings.tenants,
+        }
+    }
+}
+
 /// One provider folder, loaded and checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Provider {
@@ -430,7 +442,7 @@ fn check_tenants_agree(loaded: &[Loaded], errors: &mut Vec<LoadError>) {
             domains.sort_unstable();
             match first_binding.get(tenant.id.as_str()) {
                 None => {
-                    first_binding.insert(&tenant.id, (&folder.name, domains));
+                    first_binding.insert(tenant.id.as_str(), (&folder.name, domains));
                 }
                 Some((first, first_domains)) if *first_domains != domains => {
                     errors.push(LoadError::at(

@@ -33,38 +33,11 @@ pub struct ProviderSettings {
 impl ProviderSettings {
     /// The binding for tenant `id`, if the provider is bound to it.
     pub fn tenant(&self, id: &str) -> Option<&TenantBinding> {
-        self.tenants.iter().find(|t| t.id == id)
+        self.tenants.iter().find(|t| t.id.as_str() == id)
     }
 }
 
-/// What just-in-time provisioning may do for this provider (`[jit]`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct JitSettings {
-    /// Create the identity at its first sign-in.
-    pub create: bool,
-    /// Overwrite the IdP-owned traits at every sign-in.
-    pub update: bool,
-    /// Link a first sign-in to an existing identity with the same verified e-mail address.
-    pub link_by_verified_email: bool,
-}
-
-impl Default for JitSettings {
-    fn default() -> Self {
-        JitSettings {
-            create: true,
-            update: true,
-            link_by_verified_email: false,
-        }
-    }
-}
-
-/// A tenant the provider provisions into (`[[tenants]]`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TenantBinding {
-    pub id: String,
-    /// Lower-cased DNS names; the e-mail domains the tenant has proven it owns.
-    pub verified_domains: Vec<String>,
-}
+pub use crate::domain::rules::{JitSettings, TenantBinding};
 
 /// The settings plus where each tenant binding was written, for checks across providers.
 pub(super) struct ParsedSettings {
@@ -264,7 +237,7 @@ impl Reader<'_, '_> {
             match (id, domains) {
                 (Some(id), Some(verified_domains)) => tenants.push((
                     TenantBinding {
-                        id,
+                        id: crate::domain::TenantId::new(id),
                         verified_domains,
                     },
                     position,

@@ -1,6 +1,6 @@
 use super::*;
 use crate::domain::LinkRefusal;
-use crate::provider::Providers;
+use crate::provider::{Provider, Providers};
 use std::path::Path;
 
 fn acme() -> Provider {
@@ -43,8 +43,12 @@ fn existing(traits: Value, metadata_admin: Value) -> Identity {
 
 #[test]
 fn a_first_login_creates_with_the_oidc_credential_and_provenance_in_admin_metadata() {
-    let Decision::Create(new) = decide(&acme(), &mapped("admin"), Found::Nothing, &provenance())
-    else {
+    let Decision::Create(new) = decide(
+        &acme().rules(),
+        &mapped("admin"),
+        Found::Nothing,
+        &provenance(),
+    ) else {
         panic!()
     };
     assert_eq!(new.oidc.identifier(), "okta-acme:ada@acme.example");
@@ -62,7 +66,12 @@ fn a_first_login_creates_with_the_oidc_credential_and_provenance_in_admin_metada
 fn a_first_login_is_denied_when_jit_create_is_off() {
     let mut provider = acme();
     provider.settings.jit.create = false;
-    let decision = decide(&provider, &mapped("admin"), Found::Nothing, &provenance());
+    let decision = decide(
+        &provider.rules(),
+        &mapped("admin"),
+        Found::Nothing,
+        &provenance(),
+    );
     assert_eq!(
         decision,
         Decision::Denied(Denial::CreateDisabled {
@@ -78,7 +87,7 @@ fn the_same_claims_again_change_nothing() {
         json!({"kratos_jit": {"synced_at": "earlier"}}),
     );
     let decision = decide(
-        &acme(),
+        &acme().rules(),
         &mapped("admin"),
         Found::Credential(&current),
         &provenance(),
@@ -92,7 +101,7 @@ fn a_demotion_at_the_idp_patches_only_the_role_and_keeps_other_fields() {
     traits.insert("nickname".into(), json!("set by the app"));
     let current = existing(Value::Object(traits), json!({"note": "set by an admin"}));
     let Decision::Update { ops, changed, .. } = decide(
-        &acme(),
+        &acme().rules(),
         &mapped("user"),
         Found::Credential(&current),
         &provenance(),
@@ -121,7 +130,7 @@ fn provenance_is_set_whole_when_admin_metadata_is_null() {
     traits.insert("last_name".into(), json!("Byron"));
     let current = existing(Value::Object(traits), Value::Null);
     let Decision::Update { ops, changed, .. } = decide(
-        &acme(),
+        &acme().rules(),
         &mapped("admin"),
         Found::Credential(&current),
         &provenance(),
@@ -148,7 +157,7 @@ fn with_jit_update_off_an_existing_identity_is_only_signed_in() {
     );
     assert_eq!(
         decide(
-            &provider,
+            &provider.rules(),
             &mapped("admin"),
             Found::Credential(&current),
             &provenance()
@@ -164,7 +173,7 @@ fn an_identity_of_a_tenant_the_provider_is_not_bound_to_is_never_updated() {
         Value::Null,
     );
     let decision = decide(
-        &acme(),
+        &acme().rules(),
         &mapped("admin"),
         Found::Credential(&current),
         &provenance(),
@@ -182,19 +191,22 @@ fn linking_by_e_mail_is_refused_unless_allowed_verified_and_same_tenant() {
         Value::Null,
     );
     let mut provider = acme();
-    let err = may_link(&provider, &mapped("admin"), &candidate).unwrap_err();
+    let err = may_link(&provider.rules(), &mapped("admin"), &candidate).unwrap_err();
     assert!(
         err.to_string().contains("linking by e-mail is off"),
         "{err}"
     );
 
     provider.settings.jit.link_by_verified_email = true;
-    assert_eq!(may_link(&provider, &mapped("admin"), &candidate), Ok(()));
+    assert_eq!(
+        may_link(&provider.rules(), &mapped("admin"), &candidate),
+        Ok(())
+    );
 
     let mut unverified = mapped("admin");
     unverified.verified_addresses.clear();
     assert!(
-        may_link(&provider, &unverified, &candidate)
+        may_link(&provider.rules(), &unverified, &candidate)
             .unwrap_err()
             .to_string()
             .contains("did not assert")
@@ -205,7 +217,7 @@ fn linking_by_e_mail_is_refused_unless_allowed_verified_and_same_tenant() {
         Value::Null,
     );
     assert!(
-        may_link(&provider, &mapped("admin"), &other_tenant)
+        may_link(&provider.rules(), &mapped("admin"), &other_tenant)
             .unwrap_err()
             .to_string()
             .contains("another tenant")
@@ -226,7 +238,7 @@ fn an_identity_holding_the_e_mail_is_linked_in_one_write_with_the_owned_fields_s
         credential,
         changed,
     } = decide(
-        &provider,
+        &provider.rules(),
         &mapped("admin"),
         Found::EmailHolder(&holder),
         &provenance(),
@@ -252,7 +264,7 @@ fn an_identity_holding_the_e_mail_is_never_linked_against_the_rules() {
         Value::Null,
     );
     let decision = decide(
-        &acme(),
+        &acme().rules(),
         &mapped("admin"),
         Found::EmailHolder(&holder),
         &provenance(),
@@ -271,7 +283,7 @@ fn an_identity_holding_the_e_mail_is_never_linked_against_the_rules() {
     no_create.settings.jit.create = false;
     no_create.settings.jit.link_by_verified_email = true;
     let decision = decide(
-        &no_create,
+        &no_create.rules(),
         &mapped("admin"),
         Found::EmailHolder(&holder),
         &provenance(),
