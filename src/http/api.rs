@@ -111,11 +111,12 @@ pub async fn provision(
     if let Err(error) = &result {
         let status = error.status_code().as_u16();
         match error {
-            // Token and authentication reasons name only alg, kid, iss, aud and times: safe to log.
-            ApiError::Unauthorized(reason) | ApiError::Unavailable(reason) => {
+            // What could not be reached (Kratos, an issuer's keys) names no caller data.
+            ApiError::Unavailable(reason) => {
                 tracing::warn!(message = "Refused a provisioning request.", status, %reason);
             }
-            // Body errors may quote the caller's data: log the status only.
+            // Body and token reasons may quote the caller's data: the status only (a token's
+            // refusal was logged with its code where it was refused).
             _ => tracing::info!(message = "Refused a provisioning request.", status),
         }
     }
@@ -169,9 +170,16 @@ async fn provision_request(
                 .verifier
                 .verify(provider.id.as_str(), issuer, &token)
                 .await
-                .map_err(|e| match e {
-                    e if e.is_unavailable() => ApiError::Unavailable(e.to_string()),
-                    e => ApiError::Unauthorized(token_reason(&e)),
+                .map_err(|e| {
+                    if e.is_unavailable() {
+                        return ApiError::Unavailable(e.to_string());
+                    }
+                    tracing::info!(
+                        message = "Refused an ID token.",
+                        provider = provider.id.as_str(),
+                        token_error = e.code()
+                    );
+                    ApiError::Unauthorized(token_reason(&e))
                 })?;
             crate::claims::kratos_claims(&verified)
                 .map_err(|e| ApiError::Unauthorized(e.to_string()))?

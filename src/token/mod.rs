@@ -158,6 +158,31 @@ pub enum TokenError {
 }
 
 impl TokenError {
+    /// A stable code for logs: the reason's words may quote the token's own claims (`iss`,
+    /// `aud`, `kid`), which are the caller's data.
+    pub fn code(&self) -> &'static str {
+        match self {
+            TokenError::Malformed(_) => "malformed",
+            TokenError::Unsigned => "unsigned",
+            TokenError::SymmetricAlgorithm { .. } => "symmetric_algorithm",
+            TokenError::AlgorithmNotAllowed { .. } => "algorithm_not_allowed",
+            TokenError::MissingKid { .. } => "missing_kid",
+            TokenError::UnknownKid { .. } => "unknown_kid",
+            TokenError::NoSigningKey => "no_signing_key",
+            TokenError::KeyDoesNotFit { .. } => "key_does_not_fit",
+            TokenError::BadSignature { .. } => "bad_signature",
+            TokenError::MissingClaim { .. } => "missing_claim",
+            TokenError::InvalidClaim { .. } => "invalid_claim",
+            TokenError::Expired { .. } => "expired",
+            TokenError::NotYetValid { .. } => "not_yet_valid",
+            TokenError::IssuedInFuture { .. } => "issued_in_future",
+            TokenError::WrongIssuer { .. } => "wrong_issuer",
+            TokenError::WrongAudience { .. } => "wrong_audience",
+            TokenError::JwksUnavailable { .. } => "jwks_unavailable",
+            TokenError::DiscoveryIssuerMismatch { .. } => "discovery_issuer_mismatch",
+        }
+    }
+
     /// True when the token could not be checked because the issuer's keys are out of reach or
     /// misdescribed (answer 503 and retry later), false when the token itself was refused.
     pub fn is_unavailable(&self) -> bool {

@@ -1,282 +1,21 @@
-//! The login: one use case behind every entry point.
-//!
-//! The provisioning API, both Kratos web hooks, `kratos-jit check` and `kratos-jit map` describe
-//! a login as a [`Login`] — the provider, the claims, the subject, and how to find the identity
-//! Kratos holds ([`Current`]) — and call [`Logins::run`], which:
-//!
-//! 1. finds what Kratos holds: the identity with the OIDC credential `<provider>:<subject>`, or
-//!    nothing yet (a registration Kratos is about to persist);
-//! 2. runs the provider's mapper **once** with the claims and that identity
-//!    (`std.extVar('identity')`), and checks Kratos's output contract and the policy (tenant,
-//!    domains, schema: [`crate::domain::policy`]);
-//! 3. where no identity holds the credential, looks up the identity that holds the mapped e-mail,
-//!    so that the linking rule ([`crate::domain::decision::may_link`]) is applied the same way
-//!    at every entry point;
-//! 4. decides ([`crate::domain::decision`]) and writes at most once, through the Kratos port.
-//!
-//! The result is an [`Outcome`] that keeps the [`Denial`] as a type; each protocol turns it into
-//! its own answer in one place. The login is logged here, once, with the entry point, the
-//! provider, the subject's tag, the action, the identity id and the denial's code — never a
-//! claim, a trait or a denial's reason.
-//!
-//! Concurrency and faults are resolved by Kratos's own uniqueness rather than by locks, so the
-//! guarantees hold across any number of kratos-jit processes: two logins of a new subject both
-//! try to create; Kratos accepts one and answers 409 to the other, which re-reads and continues
-//! as an update of the identity that now exists. A create whose answer was lost to a timeout is
-//! retried and ends the same way. Updates are JSON Patches of the owned fields only, applied
-//! atomically by Kratos, so an update is never half-applied and never clobbers a field written
-//! concurrently by the application. A unique value (e-mail, verifiable or recovery address)
-//! that Kratos reports as held by another identity is a denial ([`Denial::ValueTaken`]), never a
-//! gateway failure.
+//! Carrying one login out: the steps of [`super::Logins::run`], in order, with Kratos's
+//! concurrency answers (409 on create, 404 on update) folded back into a new round.
 
-use std::fmt;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use serde_json::Value;
 use tokio::time::Instant;
 
+use super::{Action, Current, EntryPoint, Login, LoginError, Logins, Outcome};
 use crate::domain::decision::{self, Decision, Found, Provenance};
 use crate::domain::mapped::{InvalidOutput, MappedIdentity, identity_ext_var};
 use crate::domain::policy::{self, EMAIL_TRAIT};
-use crate::domain::{Denial, IdentityId, Subject};
+use crate::domain::{Denial, IdentityId};
 use crate::kratos::{Identity, KratosAdmin, KratosError, NewIdentity, OidcCredential, PatchOp};
-use crate::mapper::{Claims, MapperEngine, MapperError};
-use crate::provider::{Provider, Providers};
-use crate::schema::IdentitySchemas;
-
-/// Where a login came in: for logs, and for what the use case may write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EntryPoint {
-    /// `POST /v1/provision`.
-    Api,
-    /// Kratos's registration web hook (pre-persist).
-    RegistrationHook,
-    /// Kratos's login web hook (after sign-in).
-    LoginHook,
-    /// `kratos-jit check` and `kratos-jit map`: nothing is written.
-    Check,
-}
-
-impl EntryPoint {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EntryPoint::Api => "api",
-            EntryPoint::RegistrationHook => "registration_hook",
-            EntryPoint::LoginHook => "login_hook",
-            EntryPoint::Check => "check",
-        }
-    }
-}
-
-impl fmt::Display for EntryPoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// How the use case finds the identity Kratos holds for this login.
-#[derive(Debug, Clone)]
-pub enum Current {
-    /// By the OIDC credential `<provider>:<subject>` (the API, `check`).
-    ByCredential,
-    /// A sign-in Kratos is completing (the login hook): found by the OIDC credential like the
-    /// API does, so that the same rules apply (an identity without this credential is a first
-    /// login: `jit.create`, the e-mail holder, the linking rule). `view` is what the hook itself
-    /// was shown of the identity (`traits`, `metadata_public`; never `metadata_admin`): when
-    /// Kratos does not answer the lookup, the mapper and the policy run on `view`, so that a
-    /// refusal still refuses, and nothing is written.
-    Session { view: Value },
-    /// Kratos is about to create the identity (the registration hook, pre-persist): nothing
-    /// holds the credential yet, and Kratos itself persists what the use case decides. Only a
-    /// link to an existing identity is written here.
-    Registering,
-}
-
-/// One login, as an entry point describes it.
-pub struct Login<'a> {
-    pub entry: EntryPoint,
-    pub provider: &'a Provider,
-    pub subject: Subject,
-    pub claims: Claims<'a>,
-    pub current: Current,
-    /// The time every Kratos call of this login must end within.
-    pub kratos_budget: Duration,
-    /// Operations the entry point needs in the same write (the login hook removes the claims it
-    /// was carried), applied only to an identity that holds the paths they remove.
-    pub cleanup: Vec<PatchOp>,
-}
-
-/// What a login did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    /// Created in Kratos — or, for the registration hook, to be created by Kratos itself.
-    Created,
-    Updated,
-    /// An identity holding the e-mail got this login's OIDC credential (and its owned fields).
-    Linked,
-    Unchanged,
-    Denied,
-}
-
-impl Action {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Created => "created",
-            Action::Updated => "updated",
-            Action::Linked => "linked",
-            Action::Unchanged => "unchanged",
-            Action::Denied => "denied",
-        }
-    }
-}
-
-/// The result of a login.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Outcome {
-    pub action: Action,
-    pub identity_id: Option<IdentityId>,
-    /// The owned fields that changed (`traits.role`, …; `credentials.oidc` first for a link).
-    pub changed: Vec<String>,
-    /// Why the login was refused (exactly when `action` is [`Action::Denied`]).
-    pub denial: Option<Denial>,
-    /// The identity to create, when Kratos creates it ([`Current::Registering`]) or nothing is
-    /// written ([`EntryPoint::Check`]).
-    pub to_create: Option<NewIdentity>,
-    /// The mapper's output as it produced it (absent when the mapper did not finish).
-    pub output: Option<Value>,
-    /// The policy-checked mapper output.
-    pub mapped: Option<MappedIdentity>,
-}
-
-impl Outcome {
-    fn denied(denial: Denial, output: Option<Value>) -> Self {
-        Outcome {
-            action: Action::Denied,
-            identity_id: None,
-            changed: vec![],
-            denial: Some(denial),
-            to_create: None,
-            output,
-            mapped: None,
-        }
-    }
-}
-
-/// Why a login could not be carried out (as opposed to being refused).
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum LoginError {
-    #[error(transparent)]
-    Kratos(#[from] KratosError),
-    #[error("the mapper engine could not evaluate: {0}")]
-    Engine(MapperError),
-}
+use crate::mapper::MapperError;
 
 /// How many times a decision is re-taken after Kratos reported a concurrent change.
 const MAX_ROUNDS: usize = 3;
-
-/// The login use case, over any Kratos adapter.
-pub struct Logins<K> {
-    kratos: K,
-    engine: MapperEngine,
-    providers: Arc<Providers>,
-    schemas: Arc<IdentitySchemas>,
-}
-
-impl<K: KratosAdmin> Logins<K> {
-    pub fn new(
-        kratos: K,
-        engine: MapperEngine,
-        providers: Arc<Providers>,
-        schemas: Arc<IdentitySchemas>,
-    ) -> Self {
-        Logins {
-            kratos,
-            engine,
-            providers,
-            schemas,
-        }
-    }
-
-    pub fn providers(&self) -> &Providers {
-        &self.providers
-    }
-
-    pub fn schemas(&self) -> &IdentitySchemas {
-        &self.schemas
-    }
-
-    /// The port, for a caller that must set up what it holds (`check`'s fixtures): entry points
-    /// never write through it themselves.
-    pub(crate) fn kratos(&self) -> &K {
-        &self.kratos
-    }
-
-    pub fn engine(&self) -> &MapperEngine {
-        &self.engine
-    }
-
-    /// Runs one login to its end and logs it once.
-    pub async fn run(&self, login: Login<'_>) -> Result<Outcome, LoginError> {
-        let tag = login.subject.tag(&login.provider.id);
-        let (entry, provider) = (login.entry, login.provider.id.clone());
-        let result = Run {
-            logins: self,
-            until: Instant::now() + login.kratos_budget,
-            login,
-        }
-        .run()
-        .await;
-        match &result {
-            Ok(outcome) => tracing::info!(
-                message = "Login processed.",
-                entry_point = entry.as_str(),
-                provider = provider.as_str(),
-                subject = %tag,
-                action = %outcome.action.as_str(),
-                identity_id = %outcome.identity_id.map(|id| id.to_string()).unwrap_or_default(),
-                changed = ?outcome.changed,
-                denial = %outcome.denial.as_ref().map_or("", Denial::code),
-            ),
-            Err(error) => tracing::warn!(
-                message = "Could not process a login.",
-                entry_point = entry.as_str(),
-                provider = provider.as_str(),
-                subject = %tag,
-                error = error_kind(error),
-            ),
-        }
-        result
-    }
-
-    /// The policy over an identity as Kratos holds it, without a mapper: for a login whose
-    /// claims are stale or absent (Kratos v26.2.0's login hook), so that an identity the
-    /// provider could no longer provision — its tenant unbound, its domain removed — is refused.
-    pub fn recheck(&self, provider: &Provider, traits: &Value) -> Result<(), Denial> {
-        let Some(traits) = traits.as_object() else {
-            return Ok(());
-        };
-        let mapped = MappedIdentity {
-            traits: traits.clone(),
-            metadata_public: None,
-            metadata_admin: None,
-            verified_addresses: vec![],
-        };
-        policy::admit(&provider.rules(), &mapped, &self.schemas).map(|_| ())
-    }
-}
-
-/// A log-safe word for a failure: Kratos errors and mapper texts may quote request data.
-fn error_kind(error: &LoginError) -> &'static str {
-    match error {
-        LoginError::Kratos(KratosError::Unavailable { .. }) => "kratos_unavailable",
-        LoginError::Kratos(KratosError::Conflict { .. }) => "kratos_conflict",
-        LoginError::Kratos(KratosError::NotFound { .. }) => "kratos_not_found",
-        LoginError::Kratos(KratosError::Rejected { .. }) => "kratos_rejected",
-        LoginError::Kratos(KratosError::Protocol { .. }) => "kratos_protocol",
-        LoginError::Engine(_) => "mapper_engine",
-    }
-}
 
 /// The result of mapping: usable, or refused with the output the mapper produced.
 enum Mapped {
@@ -285,10 +24,10 @@ enum Mapped {
 }
 
 /// One login in progress.
-struct Run<'l, 'a, K> {
-    logins: &'l Logins<K>,
-    login: Login<'a>,
-    until: Instant,
+pub(super) struct Run<'l, 'a, K> {
+    pub(super) logins: &'l Logins<K>,
+    pub(super) login: Login<'a>,
+    pub(super) until: Instant,
 }
 
 impl<K: KratosAdmin> Run<'_, '_, K> {
@@ -418,7 +157,7 @@ impl<K: KratosAdmin> Run<'_, '_, K> {
         }
     }
 
-    async fn run(self) -> Result<Outcome, LoginError> {
+    pub(super) async fn run(self) -> Result<Outcome, LoginError> {
         let mut existing = match self.current().await? {
             Ok(existing) => existing,
             Err(refused) => return Ok(refused),
