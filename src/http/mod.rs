@@ -94,10 +94,8 @@ async fn registration_hook(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let (logins, settings) = (&state.logins, &state.hooks);
-    hooks::handle(&request, payload, settings, &state.triggers, |body| {
-        hooks::registration(logins, settings, body)
-    })
-    .await
+    let run = |body| hooks::registration(logins, settings, body);
+    hooks::handle(&request, payload, settings, &state.triggers, run).await
 }
 
 async fn login_hook(
@@ -106,10 +104,8 @@ async fn login_hook(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let (logins, settings) = (&state.logins, &state.hooks);
-    hooks::handle(&request, payload, settings, &state.triggers, |body| {
-        hooks::login(logins, settings, body)
-    })
-    .await
+    let run = |body| hooks::login(logins, settings, body);
+    hooks::handle(&request, payload, settings, &state.triggers, run).await
 }
 
 async fn alive() -> HttpResponse {

@@ -54,14 +54,14 @@ impl<K: KratosAdmin> Run<'_, '_, K> {
         }
     }
 
+    /// The identity holding `identifier` as a credential identifier, if any.
+    async fn holder_of(&self, identifier: &str) -> Result<Option<Identity>, KratosError> {
+        self.kratos(self.logins.kratos.find_by_credential_identifier(identifier))
+            .await
+    }
+
     async fn by_credential(&self) -> Result<Option<Identity>, KratosError> {
-        let identifier = self.credential().identifier();
-        self.kratos(
-            self.logins
-                .kratos
-                .find_by_credential_identifier(&identifier),
-        )
-        .await
+        self.holder_of(&self.credential().identifier()).await
     }
 
     /// The identity holding the mapped e-mail as a credential identifier, if any. Kratos keeps
@@ -70,13 +70,7 @@ impl<K: KratosAdmin> Run<'_, '_, K> {
         let Some(email) = mapped.traits.get(EMAIL_TRAIT).and_then(Value::as_str) else {
             return Ok(None);
         };
-        let identifier = email.trim().to_lowercase();
-        self.kratos(
-            self.logins
-                .kratos
-                .find_by_credential_identifier(&identifier),
-        )
-        .await
+        self.holder_of(&email.trim().to_lowercase()).await
     }
 
     async fn map(&self, current: Option<&Value>) -> Result<Mapped, LoginError> {

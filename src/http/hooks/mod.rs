@@ -38,8 +38,10 @@ use crate::carrier::CARRIED_CLAIMS_KEY;
 use crate::domain::{IdentityId, Subject};
 use crate::kratos::{KratosAdmin, PatchOp};
 use crate::login::{Action, Current, EntryPoint, Login, Logins};
+use crate::provider::Provider;
 use answer::HookAnswer;
 use body::{HookBody, HookSession, issued_at, subject_of, take_carried};
+use serde_json::value::RawValue;
 use triggers::TriggerCache;
 
 use super::auth::{Secrets, hook_secret};
@@ -70,17 +72,9 @@ pub async fn registration<K: KratosAdmin>(
         tracing::error!(message = "A registration hook named a provider kratos-jit does not have.");
         return HookAnswer::misconfigured(400, "kratos-jit does not know this provider");
     };
-    let Ok(subject) = Subject::parse(subject_of(&claims)) else {
-        return HookAnswer::bad_request(400, "the carried claims have no `sub` string");
-    };
-    let login = Login {
-        entry: EntryPoint::RegistrationHook,
-        provider,
-        subject,
-        claims: (&*claims).into(),
-        current: Current::Registering,
-        kratos_budget: settings.deadline,
-        cleanup: vec![],
+    let login = match carried_login(provider, &claims, settings, Current::Registering) {
+        Ok(login) => login,
+        Err(answer) => return answer,
     };
     let outcome = match logins.run(login).await {
         Ok(outcome) => outcome,
@@ -110,6 +104,34 @@ pub async fn registration<K: KratosAdmin>(
         // A registration holds no credential yet, so nothing else can be decided.
         _ => HookAnswer::unavailable("kratos-jit could not complete the registration"),
     }
+}
+
+/// The login a hook describes with the claims Kratos carried to it.
+fn carried_login<'a>(
+    provider: &'a Provider,
+    claims: &'a RawValue,
+    settings: &HookSettings,
+    current: Current,
+) -> Result<Login<'a>, HookAnswer> {
+    let Ok(subject) = Subject::parse(subject_of(claims)) else {
+        return Err(HookAnswer::bad_request(
+            400,
+            "the carried claims have no `sub` string",
+        ));
+    };
+    let entry = match current {
+        Current::Registering => EntryPoint::RegistrationHook,
+        _ => EntryPoint::LoginHook,
+    };
+    Ok(Login {
+        entry,
+        provider,
+        subject,
+        claims: claims.into(),
+        current,
+        kratos_budget: settings.deadline,
+        cleanup: vec![],
+    })
 }
 
 /// The provider of an OIDC login, from the session's authentication methods.
@@ -182,23 +204,17 @@ pub async fn login<K: KratosAdmin>(
             }
         };
     };
-    let Ok(subject) = Subject::parse(subject_of(&claims)) else {
-        return HookAnswer::bad_request(400, "the carried claims have no `sub` string");
+    let current = Current::Session {
+        view: json!({"traits": body.identity.traits, "metadata_public": public}),
     };
-    let login = Login {
-        entry: EntryPoint::LoginHook,
-        provider,
-        subject,
-        claims: (&*claims).into(),
-        current: Current::Session {
-            view: json!({"traits": body.identity.traits, "metadata_public": public}),
-        },
-        kratos_budget: settings.deadline,
-        // The claims have served their purpose; they must not stay visible to the user.
-        cleanup: vec![PatchOp::Remove {
-            path: format!("/metadata_public/{CARRIED_CLAIMS_KEY}"),
-        }],
+    let mut login = match carried_login(provider, &claims, settings, current) {
+        Ok(login) => login,
+        Err(answer) => return answer,
     };
+    // The claims have served their purpose; they must not stay visible to the user.
+    login.cleanup.push(PatchOp::Remove {
+        path: format!("/metadata_public/{CARRIED_CLAIMS_KEY}"),
+    });
     match logins.run(login).await {
         Ok(outcome) => match outcome.denial {
             Some(denial) => HookAnswer::denied(&denial),
