@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Load benchmark of Kratos's registration web hook, `POST /v1/hooks/registration`: oha on
-# loopback -> kratos-jit serve. The hook makes no Kratos call, so no stand-in is involved.
+# loopback -> kratos-jit serve -> the in-memory Kratos stand-in (`kratos-jit standin`, its own
+# process), which answers the hook's one call: who already holds the e-mail (nobody here).
 #
 #   bash bench/hook-load.sh      # from the repository root; prints one line per run
 #
@@ -38,12 +39,17 @@ body = _gojsonnet.evaluate_snippet("registration", template, tla_codes={"ctx": j
 open(sys.argv[1], "w").write(json.dumps(json.loads(body)))
 PY
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+kport=$(free_port)
+target/release/kratos-jit standin --listen 127.0.0.1:$kport >"$out/standin.log" 2>&1 &
+standin=$!
+port=$(free_port)
 KRATOS_JIT__LISTEN=127.0.0.1:$port KRATOS_JIT__HOOKS__SECRETS=$secret \
+  KRATOS_JIT__KRATOS__ADMIN_URL=http://127.0.0.1:$kport \
   KRATOS_JIT__MAPPER__WORKERS=$MAPPER_WORKERS KRATOS_JIT_LOG=warn \
   target/release/kratos-jit serve >"$out/serve.log" 2>&1 &
 serve=$!
-trap 'kill $serve 2>/dev/null; wait $serve 2>/dev/null || true' EXIT
+trap 'kill $serve $standin 2>/dev/null; wait $serve $standin 2>/dev/null || true' EXIT
 for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$port/health/alive" >/dev/null 2>&1 && break; sleep 0.1; done
 
 url=http://127.0.0.1:$port/v1/hooks/registration
