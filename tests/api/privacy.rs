@@ -262,3 +262,84 @@ async fn every_fixture_through_every_entry_point_logs_no_personal_data_as_text()
 async fn every_fixture_through_every_entry_point_logs_no_personal_data_as_json() {
     sweep(Format::Json).await;
 }
+
+/// A request value with a line break must never start a log line of its own.
+async fn forge(format: Format) {
+    let kratos = StandIn::start().expect("stand-in starts");
+    let mut served = Served::start(
+        format,
+        &[
+            ("KRATOS_JIT_LOG", "trace".into()),
+            ("KRATOS_JIT__LISTEN", "127.0.0.1:0".into()),
+            (
+                "KRATOS_JIT__PROVIDERS",
+                manifest_dir().join("mappers").display().to_string(),
+            ),
+            ("KRATOS_JIT__KRATOS__ADMIN_URL", kratos.base_url()),
+            ("KRATOS_JIT__HOOKS__SECRETS", HOOK_SECRET.into()),
+            ("KRATOS_JIT__MAPPER__WORKERS", "1".into()),
+        ],
+    );
+    let address = served.address().await;
+    let client = reqwest::Client::new();
+    let forged = "\nFORGED level=ERROR message=\"forged line\"";
+    let claims: Value = serde_json::from_slice(
+        &std::fs::read(manifest_dir().join("mappers/okta-acme/tests/admin.claims.json")).unwrap(),
+    )
+    .unwrap();
+    let bodies = [
+        (
+            "registration",
+            json!({"identity": {"traits": {},
+                "metadata_public": carried(&format!("okta-acme{forged}"), &claims)}}),
+        ),
+        (
+            "login",
+            json!({
+                "identity": {"id": format!("6f1d3c2b-8a7e-4b5c-9d0e-1a2b3c4d5e6f{forged}"),
+                             "traits": {}, "metadata_public": carried("okta-acme", &claims)},
+                "session": {"authenticated_at": "2026-01-01T00:00:00Z",
+                            "authentication_methods": [{"method": "oidc", "provider": "okta-acme"}]},
+            }),
+        ),
+        (
+            "login",
+            json!({
+                "identity": {"id": "6f1d3c2b-8a7e-4b5c-9d0e-1a2b3c4d5e6f", "traits": {}},
+                "session": {"authenticated_at": "2026-01-01T00:00:00Z",
+                            "authentication_methods": [{"method": "oidc", "provider": format!("okta-acme{forged}")}]},
+            }),
+        ),
+    ];
+    for (i, (flow, body)) in bodies.iter().enumerate() {
+        let response = client
+            .post(format!("{address}/v1/hooks/{flow}"))
+            .bearer_auth(HOOK_SECRET)
+            .header("Ory-Webhook-Trigger-ID", format!("forge-{i}"))
+            .json(body)
+            .send()
+            .await
+            .expect("the server answers");
+        assert!(response.status().is_client_error() || response.status().is_success());
+    }
+    let (log, _) = served.stop().await;
+    let forged_lines: Vec<&str> = log
+        .lines()
+        .filter(|line| line.starts_with("FORGED") || line.contains("forged line"))
+        .collect();
+    assert!(
+        forged_lines.is_empty(),
+        "the {} log holds forged lines: {forged_lines:?}",
+        format.flag()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_break_in_a_request_never_forges_a_text_log_line() {
+    forge(Format::Text).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_break_in_a_request_never_forges_a_json_log_line() {
+    forge(Format::Json).await;
+}

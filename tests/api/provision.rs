@@ -509,3 +509,41 @@ async fn an_e_mail_taken_by_an_unlinked_identity_is_refused_without_linking() {
     );
     assert_eq!(app.kratos.identities(), before);
 }
+
+#[actix_web::test]
+async fn an_update_to_an_e_mail_another_identity_holds_is_a_denial_not_a_gateway_error() {
+    let app = spawn_app().await;
+    let login = |sub: &str, email: &str| {
+        let mut claims = fixture("okta-acme", "user");
+        claims["sub"] = json!(sub);
+        claims["email"] = json!(email);
+        claims["raw_claims"]["sub"] = json!(sub);
+        claims["raw_claims"]["email"] = json!(email);
+        claims["raw_claims"]["raw"]["email"] = json!(email);
+        claims
+    };
+    let first = app
+        .provision_claims("okta-acme", &login("s1", "one@acme.example"))
+        .await;
+    let second = app
+        .provision_claims("okta-acme", &login("s2", "two@acme.example"))
+        .await;
+    assert_eq!((first.status, second.status), (200, 200));
+    let before = app.kratos.identities();
+    app.kratos.clear_log();
+
+    // s2's IdP now asserts s1's address.
+    let clash = app
+        .provision_claims("okta-acme", &login("s2", "one@acme.example"))
+        .await;
+
+    assert_eq!(clash.status, 403, "{}", clash.body);
+    assert_eq!(clash.body["code"], "value_taken", "{}", clash.body);
+    assert!(!clash.body["reason"].as_str().unwrap().contains("one@"));
+    assert_eq!(app.kratos.identities(), before, "an identity changed");
+    // The next login of s2 gets the same answer, not an error.
+    let again = app
+        .provision_claims("okta-acme", &login("s2", "one@acme.example"))
+        .await;
+    assert_eq!(again.status, 403, "{}", again.body);
+}
