@@ -335,7 +335,7 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def scan_log(path, start, end):
-    """Actions of `Provisioned a login.` and every WARN/ERROR line between two offsets."""
+    """Actions of `Login processed.` and every WARN/ERROR line between two offsets."""
     actions = Counter()
     problems = Counter()
     examples = []
@@ -354,7 +354,7 @@ def scan_log(path, start, end):
             level = event.get("level", "")
             fields = event.get("fields", {})
             message = fields.get("message", "")
-            if message == "Provisioned a login.":
+            if message == "Login processed.":
                 actions[str(fields.get("action", "?")).lower()] += 1
             if level in ("WARN", "ERROR"):
                 problems[f"{level} {message}"] += 1
@@ -362,7 +362,7 @@ def scan_log(path, start, end):
                     examples.append(line[:400])
         else:
             m = re.search(r"action=(\w+)", line)
-            if "Provisioned a login." in line and m:
+            if "Login processed." in line and m:
                 actions[m.group(1).lower()] += 1
             if " WARN " in line or " ERROR " in line:
                 problems[line[:120]] += 1
