@@ -142,7 +142,8 @@ pub fn kratos_claims(token_claims: &Map<String, Value>) -> Result<Value, ClaimsE
     object.remove("raw_claims");
     if !token_claims.is_empty() {
         // Go decodes raw_claims numbers into float64; Jsonnet reads every number as a double
-        // anyway, so keeping serde_json's numbers changes nothing a mapper can observe.
+        // anyway, so keeping serde_json's numbers changes nothing a mapper can observe (the
+        // token's payload was read under the input rules, so none is beyond a double's range).
         object.insert("raw_claims".to_owned(), Value::Object(token_claims.clone()));
     }
 

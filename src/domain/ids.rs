@@ -93,24 +93,51 @@ impl std::borrow::Borrow<str> for ProviderId {
     }
 }
 
-/// The IdP's subject (`sub`) of one user: never empty. Personal data: `Debug` is redacted and
-/// logs carry [`Subject::tag`] instead.
+/// The IdP's subject (`sub`) of one user: 1 to [`Subject::MAX_CHARS`] characters, none of them
+/// a control character. Personal data: `Debug` is redacted and logs carry [`Subject::tag`]
+/// instead.
+///
+/// Kratos stores the OIDC credential identifier `<provider-id>:<subject>` (docs/kratos.md §3.10)
+/// in a column of 255 characters (`identity_credential_identifiers.identifier VARCHAR (255)`,
+/// Kratos's migration `20191100000001000004_identities`, unchanged since), and a provider id
+/// has at most 63: a subject of at most 191 characters fits with every provider. A longer one
+/// would fail inside Kratos's database.
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Subject(String);
 
-/// Why a value is not a [`Subject`].
+/// Why a value is not a [`Subject`]. The value itself is never part of the message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidSubject {
     #[error("the subject (`sub`) is empty")]
     Empty,
+    #[error(
+        "the subject (`sub`) is longer than {} characters, the most a Kratos OIDC credential \
+         identifier (`<provider>:<subject>`, at most 255 characters) can hold with any provider",
+        Subject::MAX_CHARS
+    )]
+    TooLong,
+    #[error("the subject (`sub`) contains a control character")]
+    ControlCharacter,
 }
 
 impl Subject {
+    /// The longest subject: 255 characters of a credential identifier, less a provider id of
+    /// 63 characters and the `:` between them.
+    pub const MAX_CHARS: usize = 255 - 63 - 1;
+
     pub fn parse(value: impl Into<String>) -> Result<Subject, InvalidSubject> {
         let value = value.into();
         if value.is_empty() {
             return Err(InvalidSubject::Empty);
+        }
+        // Bytes bound characters from above: a short string is never counted.
+        if value.len() > Self::MAX_CHARS && value.chars().count() > Self::MAX_CHARS {
+            return Err(InvalidSubject::TooLong);
+        }
+        // Control characters have no place in an identifier, and PostgreSQL cannot store NUL.
+        if value.chars().any(char::is_control) {
+            return Err(InvalidSubject::ControlCharacter);
         }
         Ok(Subject(value))
     }
@@ -251,6 +278,39 @@ mod tests {
         ] {
             assert!(bad.parse::<ProviderId>().is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_subject_fits_a_kratos_credential_identifier_with_the_longest_provider_id() {
+        let longest_provider = "p".repeat(63);
+        assert!(longest_provider.parse::<ProviderId>().is_ok());
+        let longest = Subject::parse("s".repeat(Subject::MAX_CHARS)).unwrap();
+        assert_eq!(
+            format!("{longest_provider}:{}", longest.as_str()).len(),
+            255
+        );
+        assert_eq!(
+            Subject::parse("s".repeat(Subject::MAX_CHARS + 1)),
+            Err(InvalidSubject::TooLong)
+        );
+        // Characters, not bytes: Kratos's column counts characters.
+        assert!(Subject::parse("é".repeat(Subject::MAX_CHARS)).is_ok());
+        assert_eq!(
+            Subject::parse("é".repeat(Subject::MAX_CHARS + 1)),
+            Err(InvalidSubject::TooLong)
+        );
+    }
+
+    #[test]
+    fn a_subject_has_no_control_characters() {
+        for bad in ["a\nb", "a\u{0}b", "\u{7f}", "a\u{85}"] {
+            assert_eq!(
+                Subject::parse(bad),
+                Err(InvalidSubject::ControlCharacter),
+                "{bad:?}"
+            );
+        }
+        assert!(Subject::parse("ada@acme.example|00u1 x").is_ok());
     }
 
     #[test]

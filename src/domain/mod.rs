@@ -9,6 +9,7 @@ pub mod decision;
 pub mod denial;
 pub mod identity;
 pub mod ids;
+pub mod input;
 pub mod mapped;
 pub mod policy;
 pub mod rules;

@@ -4,20 +4,22 @@
 //! It takes `{"provider": ID, "id_token": JWT}` — or `{"provider": ID, "claims": {...}}` — and
 //! answers `{"action": "created"|"updated"|"unchanged"|"denied", "identity_id", "changed",
 //! "reason", "code"}`: 200 for created/updated/unchanged, 403 for denied, 400 for a malformed
-//! request, 401 for a missing/wrong API secret or a rejected token, 404 for an unknown provider,
-//! 413 for a body over the limit, 503 when Kratos (or the issuer's keys) cannot be reached within
-//! the deadline. Errors answer `{"error": {"code", "message"}}` with a message that says what is
-//! wrong; all error-to-HTTP mapping is in [`ApiError`].
+//! request (the input rules of [`crate::domain::input`] included) or an unusable subject, 401 for
+//! a missing/wrong API secret or a rejected token, 403 for raw claims without a trusted secret,
+//! 404 for an unknown provider, 413 for a body over the limit, 502 when Kratos refuses a call
+//! for good, 503 when Kratos (or the issuer's keys) cannot be reached within the deadline.
+//! Errors answer `{"error": {"code", "message"}}` with a message that names the member and what
+//! is wrong with it, never a value sent; all error-to-HTTP mapping is in [`ApiError`].
 //!
 //! Nothing from a request body — token, claims, traits — is ever logged; the use case logs the
 //! provider, a hash of the subject, the identity id, the action and a denial's code.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
-use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::domain::Subject;
+use crate::domain::input::{self, KeyPath, Problem};
+use crate::domain::{ProviderId, Subject};
 use crate::kratos::KratosError;
 use crate::login::{Action, Current, EntryPoint, Login, LoginError, Outcome};
 use crate::token::TokenError;
@@ -91,14 +93,81 @@ fn kratos_reason(error: &KratosError) -> String {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// `{"provider": ID, "id_token": JWT}` or `{"provider": ID, "claims": {...}}`, read from a body
+/// that met the input rules ([`input`]). Every refusal names the member and what is wrong with
+/// it, never its value.
 struct ProvisionRequest {
-    provider: String,
-    #[serde(default)]
+    provider: ProviderId,
     id_token: Option<String>,
-    #[serde(default)]
     claims: Option<Map<String, Value>>,
+}
+
+const BODY_SHAPE: &str = "the body must be {\"provider\": ID, \"id_token\": JWT} or {\"provider\": ID, \"claims\": {...}}";
+
+impl ProvisionRequest {
+    fn from_json(body: &[u8]) -> Result<Self, ApiError> {
+        let bad = |what: String| ApiError::BadRequest(what);
+        let body = match input::parse(body) {
+            Ok(Value::Object(body)) => body,
+            Ok(other) => {
+                return Err(bad(format!("{BODY_SHAPE}: it is {}", json_type(&other))));
+            }
+            // Not JSON at all: say what the body must be, and where reading it stopped.
+            Err(e) if e.path().is_empty() || matches!(e.problem(), Problem::Syntax(_)) => {
+                return Err(bad(format!("{BODY_SHAPE}: {e}")));
+            }
+            Err(e) => return Err(bad(e.to_string())),
+        };
+        let (mut provider, mut id_token, mut claims) = (None, None, None);
+        for (key, value) in body {
+            match (key.as_str(), value) {
+                (_, Value::Null) if key == "id_token" || key == "claims" => {}
+                ("provider", Value::String(id)) => provider = Some(id),
+                ("id_token", Value::String(token)) => id_token = Some(token),
+                ("claims", Value::Object(map)) => claims = Some(map),
+                ("provider" | "id_token", other) => {
+                    return Err(bad(format!(
+                        "{key}: invalid type: {}, expected a string",
+                        json_type(&other)
+                    )));
+                }
+                ("claims", other) => {
+                    return Err(bad(format!(
+                        "claims: invalid type: {}, expected an object",
+                        json_type(&other)
+                    )));
+                }
+                (unknown, _) => {
+                    return Err(bad(format!(
+                        "unknown field `{}`; {BODY_SHAPE}",
+                        KeyPath::of_key(unknown)
+                    )));
+                }
+            }
+        }
+        let provider = provider.ok_or_else(|| bad(format!("provider: missing; {BODY_SHAPE}")))?;
+        // Every provider's id is a valid one, so anything else names none; it is not repeated.
+        let provider = provider
+            .parse::<ProviderId>()
+            .map_err(|e| bad(format!("provider: not a provider id ({})", e.problem)))?;
+        Ok(ProvisionRequest {
+            provider,
+            id_token,
+            claims,
+        })
+    }
+}
+
+/// The JSON type of a value, in the words of serde's `invalid type: …` (never the value).
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
 }
 
 /// The route: runs the request and logs a refusal that never reached the use case.
@@ -148,15 +217,11 @@ async fn provision_request(
         .await
         .map_err(|_| ApiError::TooLarge(limit))?
         .map_err(|e| ApiError::BadRequest(format!("could not read the request body: {e}")))?;
-    let body: ProvisionRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::BadRequest(format!(
-            "the body must be {{\"provider\": ID, \"id_token\": JWT}} or {{\"provider\": ID, \"claims\": {{...}}}}: {e}"
-        ))
-    })?;
+    let body = ProvisionRequest::from_json(&body)?;
     let provider = state
         .logins
         .providers()
-        .get(&body.provider)
+        .get(body.provider.as_str())
         .ok_or_else(|| ApiError::NotFound(format!("unknown provider `{}`", body.provider)))?;
     let claims = match (body.id_token, body.claims) {
         (Some(token), None) => {
@@ -213,8 +278,8 @@ async fn provision_request(
     let subject = claims
         .get("sub")
         .and_then(Value::as_str)
-        .and_then(|s| Subject::parse(s).ok())
-        .ok_or_else(|| ApiError::BadRequest("the claims have no `sub` (subject) string".into()))?;
+        .ok_or_else(|| ApiError::BadRequest("the claims have no `sub` (subject) string".into()))
+        .and_then(|s| Subject::parse(s).map_err(|e| ApiError::BadRequest(e.to_string())))?;
     let login = Login {
         entry: EntryPoint::Api,
         provider,

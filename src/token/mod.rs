@@ -71,6 +71,13 @@ impl Default for VerifierOptions {
 pub enum TokenError {
     #[error("the ID token is malformed: {0}")]
     Malformed(&'static str),
+    /// The header or the payload breaks the rules every JSON input meets
+    /// ([`crate::domain::input`]): a duplicate claim, too deep, a number out of range, …
+    #[error("the ID token's {part} is refused: {error}")]
+    Json {
+        part: &'static str,
+        error: crate::domain::input::InputError,
+    },
     #[error(
         "the ID token is unsigned (`alg: none`); only tokens signed by the issuer are accepted"
     )]
@@ -163,6 +170,7 @@ impl TokenError {
     pub fn code(&self) -> &'static str {
         match self {
             TokenError::Malformed(_) => "malformed",
+            TokenError::Json { .. } => "invalid_json",
             TokenError::Unsigned => "unsigned",
             TokenError::SymmetricAlgorithm { .. } => "symmetric_algorithm",
             TokenError::AlgorithmNotAllowed { .. } => "algorithm_not_allowed",

@@ -3,6 +3,9 @@
 //! of the chosen key to the algorithm, the signature, then the claims (`iss`, `aud`, `exp`, `nbf`,
 //! `iat`) with the allowed clock skew.
 //!
+//! The header and the payload are read under the rules every JSON input meets
+//! ([`crate::domain::input`]): a duplicate claim, or one nested too deep, refuses the token.
+//!
 //! Keys named by the token itself are never used, and errors show attacker-supplied strings only
 //! cut short.
 
@@ -12,7 +15,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, PublicKeyUse};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, Validation};
+use serde::de::IgnoredAny;
 use serde_json::{Map, Value};
+
+use crate::domain::input;
 
 use super::keys::VerificationKey;
 use super::settings::IssuerSettings;
@@ -42,8 +48,7 @@ pub(super) fn parse_header(token: &str) -> Result<TokenHeader, TokenError> {
     }
     let bytes = base64url_decode(parts[0])
         .ok_or(TokenError::Malformed("its header is not base64url-encoded"))?;
-    let header: Map<String, Value> = serde_json::from_slice(&bytes)
-        .map_err(|_| TokenError::Malformed("its header is not a JSON object"))?;
+    let header = json_object(&bytes, "header", "its header is not a JSON object")?;
     let alg = match header.get("alg") {
         Some(Value::String(alg)) => alg.clone(),
         Some(_) => return Err(TokenError::Malformed("its `alg` header is not a string")),
@@ -143,8 +148,16 @@ pub(super) fn verify_signature(
     validation.validate_exp = false;
     validation.validate_nbf = false;
     validation.validate_aud = false;
-    jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding, &validation)
-        .map(|data| data.claims)
+    // jsonwebtoken reads the payload only to check the signature and its own claims; the
+    // claims returned are read under the input rules, which see duplicate keys.
+    let verified = jsonwebtoken::decode::<IgnoredAny>(token, &key.decoding, &validation);
+    if let Err(error) = &verified
+        && matches!(error.kind(), ErrorKind::Json(_))
+    {
+        // Say which rule the payload breaks where it breaks one; refused either way.
+        payload(token)?;
+    }
+    verified
         .map_err(|error| {
             let unfit = |reason: &str| TokenError::KeyDoesNotFit {
                 kid: key.kid.clone(),
@@ -167,6 +180,36 @@ pub(super) fn verify_signature(
                 }
             }
         })
+        .and_then(|_| payload(token))
+}
+
+/// The payload's claims, read under the input rules.
+fn payload(token: &str) -> Result<Map<String, Value>, TokenError> {
+    let bytes = token
+        .split('.')
+        .nth(1)
+        .and_then(base64url_decode)
+        .ok_or(TokenError::Malformed(
+            "its payload is not base64url-encoded",
+        ))?;
+    json_object(&bytes, "payload", "its payload is not a JSON object")
+}
+
+/// A JSON object read from a part of the token under the input rules (no duplicate keys, …);
+/// a part that is no JSON at all is simply malformed.
+fn json_object(
+    bytes: &[u8],
+    part: &'static str,
+    not_an_object: &'static str,
+) -> Result<Map<String, Value>, TokenError> {
+    match input::parse(bytes) {
+        Ok(Value::Object(object)) => Ok(object),
+        Ok(_) => Err(TokenError::Malformed(not_an_object)),
+        Err(error) if matches!(error.problem(), input::Problem::Syntax(_)) => {
+            Err(TokenError::Malformed(not_an_object))
+        }
+        Err(error) => Err(TokenError::Json { part, error }),
+    }
 }
 
 pub(super) fn check_claims(
@@ -268,7 +311,8 @@ pub(super) fn unix_now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// Unpadded base64url (RFC 7515 §2), for the header only; jsonwebtoken decodes the rest.
+/// Unpadded base64url (RFC 7515 §2), for the header and the payload, which are read here;
+/// jsonwebtoken decodes the signature.
 fn base64url_decode(input: &str) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(input.len() * 3 / 4);
     let (mut buffer, mut bits) = (0u32, 0u32);
@@ -322,6 +366,27 @@ mod tests {
         for bad in ["Zg==", "+/8", "Z", "Zm9vY", "Zh"] {
             assert_eq!(base64url_decode(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_header_with_a_duplicate_parameter_is_refused_naming_it() {
+        use base64::Engine as _;
+        let encode = |json: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
+        let token = format!("{}.e30.sig", encode(r#"{"alg": "none", "alg": "RS256"}"#));
+
+        let Err(TokenError::Json { part, error }) = parse_header(&token) else {
+            panic!("a duplicate `alg` was accepted");
+        };
+
+        assert_eq!(
+            (part, error.to_string().as_str()),
+            ("header", "alg: duplicate key")
+        );
+        let not_json = format!("{}.e30.sig", encode("not json"));
+        assert!(matches!(
+            parse_header(&not_json),
+            Err(TokenError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -5,12 +5,28 @@
 //! hooks inside `metadata_public.kratos_jit_claims`, put there by the Kratos-side claims mapper
 //! ([`crate::carrier`]); they are kept as the JSON text they arrived as, because the mapper
 //! worker reads them unparsed.
+//!
+//! A body is read only after its text met the rules every JSON input meets
+//! ([`crate::domain::input`]), so the carried claims the mapper worker receives hold no
+//! duplicate key, no nesting beyond the limit, no number out of range and no broken Unicode:
+//! such claims are the request's fault, answered before any mapper runs, never an invalid
+//! mapper output.
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::carrier::CARRIED_CLAIMS_KEY;
+use crate::domain::{Subject, input};
+
+/// Reads a hook's body: the input rules over the whole text (carried claims included), then
+/// the shape the body templates send. The error names the key path and the problem, never a
+/// value.
+pub fn parse(body: &[u8]) -> Result<HookBody, String> {
+    input::check(body).map_err(|e| format!("the web hook body is refused: {e}"))?;
+    serde_json::from_slice(body)
+        .map_err(|_| "the web hook body is not what kratos-jit's body template sends".to_owned())
+}
 
 /// What the shipped body templates send (deploy/kratos/hooks/*.jsonnet).
 #[derive(Debug, Deserialize)]
@@ -128,8 +144,8 @@ pub fn take_carried(identity: &mut HookIdentity) -> (Option<Carried>, Map<String
     (carried, public.rest)
 }
 
-/// The `sub` claim of claims in JSON text, `""` when there is none.
-pub fn subject_of(claims: &RawValue) -> String {
+/// The subject (`sub`) of carried claims in JSON text; the error says why there is none.
+pub fn subject_of(claims: &RawValue) -> Result<Subject, String> {
     #[derive(Deserialize)]
     struct Subject {
         #[serde(default)]
@@ -138,8 +154,8 @@ pub fn subject_of(claims: &RawValue) -> String {
     match serde_json::from_str::<Subject>(claims.get()) {
         Ok(Subject {
             sub: Value::String(sub),
-        }) => sub,
-        _ => String::new(),
+        }) => crate::domain::Subject::parse(sub).map_err(|e| format!("the carried claims: {e}")),
+        _ => Err("the carried claims have no `sub` string".to_owned()),
     }
 }
 
@@ -189,7 +205,7 @@ mod tests {
         assert_eq!(provider, "okta-acme");
         let parsed: Value = serde_json::from_str(claims.get()).unwrap();
         assert_eq!(parsed, json!({"sub": "ada", "email": "ada@acme.example"}));
-        assert_eq!(subject_of(&claims), "ada");
+        assert_eq!(subject_of(&claims).unwrap().as_str(), "ada");
         assert_eq!(Value::Object(rest), json!({"theme": "dark"}));
     }
 
@@ -229,10 +245,45 @@ mod tests {
     }
 
     #[test]
-    fn claims_without_a_string_subject_have_an_empty_one() {
-        for claims in [r#"{}"#, r#"{"sub": 5}"#, r#"{"sub": null, "x": [1]}"#] {
+    fn claims_without_a_valid_subject_have_none_and_the_reason_names_sub() {
+        let long = format!(r#"{{"sub": "{}"}}"#, "s".repeat(Subject::MAX_CHARS + 1));
+        for claims in [
+            r#"{}"#,
+            r#"{"sub": 5}"#,
+            r#"{"sub": null, "x": [1]}"#,
+            r#"{"sub": ""}"#,
+            &long,
+        ] {
             let raw: Box<RawValue> = serde_json::from_str(claims).unwrap();
-            assert_eq!(subject_of(&raw), "", "{claims}");
+            let reason = subject_of(&raw).unwrap_err();
+            assert!(reason.contains("`sub`"), "{claims}: {reason}");
+            assert!(!reason.contains("sss"), "{reason}");
         }
+    }
+
+    #[test]
+    fn a_body_is_read_only_after_its_text_met_the_input_rules() {
+        let body = |claims: &str| {
+            format!(
+                r#"{{"identity": {{"traits": {{}}, "metadata_public": {{"kratos_jit_claims":
+                    {{"provider": "p", "claims": {claims}}}}}}}}}"#
+            )
+        };
+        assert!(parse(body(r#"{"sub": "ada"}"#).as_bytes()).is_ok());
+        let reason = parse(body(r#"{"sub": "ada", "sub": "eve"}"#).as_bytes()).unwrap_err();
+        assert_eq!(
+            reason,
+            "the web hook body is refused: identity.metadata_public.kratos_jit_claims.claims.sub: duplicate key"
+        );
+        let reason = parse(body(r#"{"sub": "ada", "n": 1e999}"#).as_bytes()).unwrap_err();
+        assert!(
+            reason.ends_with("claims.n: number out of range (beyond what a double can hold)"),
+            "{reason}"
+        );
+        let reason = parse(br#"{"identity": 5}"#).unwrap_err();
+        assert!(
+            reason.contains("not what kratos-jit's body template sends"),
+            "{reason}"
+        );
     }
 }

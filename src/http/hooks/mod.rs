@@ -35,7 +35,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
 use crate::carrier::CARRIED_CLAIMS_KEY;
-use crate::domain::{IdentityId, Subject};
+use crate::domain::IdentityId;
 use crate::kratos::{KratosAdmin, PatchOp};
 use crate::login::{Action, Current, EntryPoint, Login, Logins};
 use crate::provider::Provider;
@@ -113,12 +113,7 @@ fn carried_login<'a>(
     settings: &HookSettings,
     current: Current,
 ) -> Result<Login<'a>, HookAnswer> {
-    let Ok(subject) = Subject::parse(subject_of(claims)) else {
-        return Err(HookAnswer::bad_request(
-            400,
-            "the carried claims have no `sub` string",
-        ));
-    };
+    let subject = subject_of(claims).map_err(|reason| HookAnswer::bad_request(400, &reason))?;
     let entry = match current {
         Current::Registering => EntryPoint::RegistrationHook,
         _ => EntryPoint::LoginHook,
@@ -262,12 +257,9 @@ where
             Ok(Ok(bytes)) => bytes,
             _ => return HookAnswer::bad_request(413, "the web hook body is too large"),
         };
-        let answer = match serde_json::from_slice::<HookBody>(&body) {
+        let answer = match body::parse(&body) {
             Ok(body) => run(body).await,
-            Err(_) => HookAnswer::bad_request(
-                400,
-                "the web hook body is not what kratos-jit's body template sends",
-            ),
+            Err(reason) => HookAnswer::bad_request(400, &reason),
         };
         if let Some(trigger) = trigger {
             cache.put(trigger, answer.clone());
