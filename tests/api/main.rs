@@ -6,6 +6,7 @@ mod issuer;
 mod concurrency;
 mod helpers;
 mod hooks;
+mod limits;
 mod logs;
 mod privacy;
 mod provision;
