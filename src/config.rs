@@ -23,6 +23,10 @@ pub use crate::secret::Secret;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// Connections the listener serves at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// A request's whole body, on every route, arrives within this (else 408, connection closed).
+    pub body_timeout: Duration,
     /// The `mappers/` tree.
     pub providers: PathBuf,
     pub kratos: KratosSettings,
@@ -52,6 +56,15 @@ pub struct HooksConfig {
     pub deadline: Duration,
     /// Claims issued longer than this before the session's authentication are stale.
     pub claims_max_age: Duration,
+    /// The largest hook body accepted. Kratos sends go-jsonnet's indented JSON, and an Ory
+    /// Polis login carries the user's groups twice (`raw_claims.groups` and
+    /// `raw_claims.raw.groups`), so a group of 20 characters costs about 95 bytes of body: a
+    /// registration of a user in 5,000 groups is about 470 KB (tests/api/limits.rs). The
+    /// default, 1 MiB, is twice that. (Kratos's own mapper limits, docs/kratos.md §2.4, are
+    /// narrower today; this one must not be the narrowest.)
+    pub max_body_bytes: usize,
+    /// The byte budget of the retry cache (answers remembered per trigger id).
+    pub retry_cache_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -104,6 +117,8 @@ struct Entry {
 /// Every known key, with what it holds (for "did you mean" and documentation).
 const KEYS: &[&str] = &[
     "listen",
+    "max_connections",
+    "body_timeout",
     "providers",
     "kratos.admin_url",
     "kratos.bearer_token",
@@ -124,6 +139,8 @@ const KEYS: &[&str] = &[
     "hooks.secrets_file",
     "hooks.deadline",
     "hooks.claims_max_age",
+    "hooks.max_body_bytes",
+    "hooks.retry_cache_bytes",
     "mapper.workers",
     "mapper.timeout",
     "token.clock_skew",
@@ -198,6 +215,12 @@ pub fn load_from(
         listen: r.parse("listen", "127.0.0.1:4480", |s| {
             s.parse::<SocketAddr>().map_err(|e| e.to_string())
         }),
+        // Well under the usual soft limit of 1,024 open files, which the mapper workers' pipes
+        // and the Kratos client's connections share.
+        max_connections: r.integer("max_connections", 512, 1, 1_000_000) as usize,
+        // Kratos and API callers send a body at once with its headers; a few seconds is
+        // generous, and as long as actix gives the headers themselves.
+        body_timeout: r.duration("body_timeout", "5s"),
         providers: r.path("providers", "mappers"),
         kratos: KratosSettings {
             admin_url: r.parse("kratos.admin_url", "http://127.0.0.1:4434", parse_http_url),
@@ -218,6 +241,13 @@ pub fn load_from(
             secrets: r.secrets("hooks.secrets"),
             deadline: r.duration("hooks.deadline", "4s"),
             claims_max_age: r.duration("hooks.claims_max_age", "5m"),
+            max_body_bytes: r.integer("hooks.max_body_bytes", 1 << 20, 1024, 16 << 20) as usize,
+            retry_cache_bytes: r.integer(
+                "hooks.retry_cache_bytes",
+                crate::http::hooks::triggers::DEFAULT_BUDGET_BYTES as i64,
+                1 << 20,
+                16 << 30,
+            ) as u64,
         },
         mapper: MapperConfig {
             // Two per core: a worker waits on the pipe while its answer travels back, and a

@@ -26,6 +26,36 @@ fn defaults_and_environment_make_a_valid_config() {
 }
 
 #[test]
+fn the_connection_and_body_limits_have_defaults_and_can_be_set() {
+    let defaults = load_from(None, env(&[("KRATOS_JIT__API__SECRETS", SECRET)])).unwrap();
+    assert_eq!(defaults.max_connections, 512);
+    assert_eq!(defaults.body_timeout, Duration::from_secs(5));
+    assert_eq!(defaults.api.max_body_bytes, 64 * 1024);
+    assert_eq!(defaults.hooks.max_body_bytes, 1 << 20);
+    assert_eq!(defaults.hooks.retry_cache_bytes, 64 << 20);
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kratos-jit.toml");
+    std::fs::write(
+        &path,
+        "max_connections = 64\nbody_timeout = \"2s\"\n[hooks]\nmax_body_bytes = 2097152\n",
+    )
+    .unwrap();
+    let set = load_from(
+        Some(&path),
+        env(&[
+            ("KRATOS_JIT__API__SECRETS", SECRET),
+            ("KRATOS_JIT__HOOKS__RETRY_CACHE_BYTES", "8388608"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(set.max_connections, 64);
+    assert_eq!(set.body_timeout, Duration::from_secs(2));
+    assert_eq!(set.hooks.max_body_bytes, 2 << 20);
+    assert_eq!(set.hooks.retry_cache_bytes, 8 << 20);
+}
+
+#[test]
 fn every_problem_is_reported_with_its_origin() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("kratos-jit.toml");

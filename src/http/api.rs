@@ -6,10 +6,11 @@
 //! "reason", "code"}`: 200 for created/updated/unchanged, 403 for denied, 400 for a malformed
 //! request (the input rules of [`crate::domain::input`] included) or an unusable subject, 401 for
 //! a missing/wrong API secret or a rejected token, 403 for raw claims without a trusted secret,
-//! 404 for an unknown provider, 413 for a body over the limit, 502 when Kratos refuses a call
-//! for good, 503 when Kratos (or the issuer's keys) cannot be reached within the deadline.
-//! Errors answer `{"error": {"code", "message"}}` with a message that names the member and what
-//! is wrong with it, never a value sent; all error-to-HTTP mapping is in [`ApiError`].
+//! 404 for an unknown provider, 408 for a body that did not arrive within the body deadline, 413
+//! for a body over the limit, 502 when Kratos refuses a call for good, 503 when Kratos (or the
+//! issuer's keys) cannot be reached within the deadline. Errors answer
+//! `{"error": {"code", "message"}}` with a message that names the member and what is wrong with
+//! it, never a value sent; all error-to-HTTP mapping is in [`ApiError`].
 //!
 //! Nothing from a request body — token, claims, traits — is ever logged; the use case logs the
 //! provider, a hash of the subject, the identity id, the action and a denial's code.
@@ -24,8 +25,8 @@ use crate::kratos::KratosError;
 use crate::login::{Action, Current, EntryPoint, Login, LoginError, Outcome};
 use crate::token::TokenError;
 
-use super::AppState;
 use super::auth::bearer;
+use super::{AppState, BodyError, read_body};
 
 /// An error answered to an API caller.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +41,8 @@ pub enum ApiError {
     NotFound(String),
     #[error("the request body is larger than {0} bytes")]
     TooLarge(usize),
+    #[error("the request body did not arrive within {}", humantime::format_duration(*.0))]
+    TimedOut(std::time::Duration),
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
@@ -54,6 +57,7 @@ impl ResponseError for ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TimedOut(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
         }
@@ -64,6 +68,10 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(status);
         if status == StatusCode::UNAUTHORIZED {
             response.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        if matches!(self, ApiError::TooLarge(_) | ApiError::TimedOut(_)) {
+            // The rest of the body was not read: the connection cannot carry another request.
+            response.force_close();
         }
         response.json(json!({"error": {"code": status.as_u16(), "message": self.to_string()}}))
     }
@@ -211,12 +219,13 @@ async fn provision_request(
             ));
         }
     };
-    let limit = state.max_body_bytes;
-    let body = payload
-        .to_bytes_limited(limit)
+    let body = read_body(&request, payload, state.max_body_bytes, state.body_timeout)
         .await
-        .map_err(|_| ApiError::TooLarge(limit))?
-        .map_err(|e| ApiError::BadRequest(format!("could not read the request body: {e}")))?;
+        .map_err(|e| match e {
+            BodyError::TooLarge(limit) => ApiError::TooLarge(limit),
+            BodyError::TimedOut(timeout) => ApiError::TimedOut(timeout),
+            unreadable @ BodyError::Unreadable(_) => ApiError::BadRequest(unreadable.to_string()),
+        })?;
     let body = ProvisionRequest::from_json(&body)?;
     let provider = state
         .logins

@@ -8,6 +8,11 @@
 //! [`Application::build`] wires the use case from validated configuration and loaded providers;
 //! every route shares one [`AppState`]. Each protocol turns the use case's outcome into its own
 //! answer in its own module, in one place.
+//!
+//! Every route reads its body through [`read_body`]: a declared `Content-Length` over the
+//! route's limit is refused before anything is read, and the whole body must arrive within
+//! `body_timeout`, so a slow or silent client cannot hold a connection. Each listener serves at
+//! most `max_connections` connections at once; the next ones wait in the kernel's backlog.
 
 pub mod api;
 pub mod auth;
@@ -15,7 +20,10 @@ pub mod hooks;
 
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
+use actix_web::http::header::CONTENT_LENGTH;
+use actix_web::web::Bytes;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use serde_json::json;
 
@@ -28,7 +36,7 @@ use crate::schema::IdentitySchemas;
 use crate::token::{TokenVerifier, VerifierOptions};
 use auth::Secrets;
 use hooks::HookSettings;
-use hooks::triggers::TriggerCache;
+use hooks::triggers::{Hook, TriggerCache};
 
 /// Everything a request handler needs, shared by every worker.
 pub struct AppState {
@@ -40,7 +48,8 @@ pub struct AppState {
     hooks: HookSettings,
     triggers: TriggerCache,
     max_body_bytes: usize,
-    deadline: std::time::Duration,
+    body_timeout: Duration,
+    deadline: Duration,
 }
 
 impl AppState {
@@ -79,10 +88,12 @@ impl AppState {
                 secrets: Secrets::new(&config.hooks.secrets),
                 deadline: config.hooks.deadline,
                 claims_max_age: config.hooks.claims_max_age,
-                max_body_bytes: config.api.max_body_bytes,
+                max_body_bytes: config.hooks.max_body_bytes,
+                body_timeout: config.body_timeout,
             },
-            triggers: TriggerCache::new(std::time::Duration::from_secs(600), 100_000),
+            triggers: TriggerCache::new(config.hooks.retry_cache_bytes),
             max_body_bytes: config.api.max_body_bytes,
+            body_timeout: config.body_timeout,
             deadline: config.api.deadline,
         })
     }
@@ -95,7 +106,8 @@ async fn registration_hook(
 ) -> HttpResponse {
     let (logins, settings) = (&state.logins, &state.hooks);
     let run = |body| hooks::registration(logins, settings, body);
-    hooks::handle(&request, payload, settings, &state.triggers, run).await
+    let hook = Hook::Registration;
+    hooks::handle(&request, payload, hook, settings, &state.triggers, run).await
 }
 
 async fn login_hook(
@@ -105,7 +117,55 @@ async fn login_hook(
 ) -> HttpResponse {
     let (logins, settings) = (&state.logins, &state.hooks);
     let run = |body| hooks::login(logins, settings, body);
-    hooks::handle(&request, payload, settings, &state.triggers, run).await
+    let hook = Hook::Login;
+    hooks::handle(&request, payload, hook, settings, &state.triggers, run).await
+}
+
+/// Why a request's body was not read.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("the request body is larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("the request body did not arrive within {}", humantime::format_duration(*.0))]
+    TimedOut(Duration),
+    #[error("could not read the request body: {0}")]
+    Unreadable(actix_web::Error),
+}
+
+impl BodyError {
+    /// The HTTP status that answers it: 413, 408 or 400.
+    pub fn status(&self) -> u16 {
+        match self {
+            BodyError::TooLarge(_) => 413,
+            BodyError::TimedOut(_) => 408,
+            BodyError::Unreadable(_) => 400,
+        }
+    }
+}
+
+/// A request's whole body, of at most `limit` bytes, arriving within `timeout`. A declared
+/// `Content-Length` over the limit is refused at once, without waiting for the body. After an
+/// error the rest of the body is unread: answer with the connection closed.
+pub async fn read_body(
+    request: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, BodyError> {
+    let declared = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(BodyError::TooLarge(limit));
+    }
+    match tokio::time::timeout(timeout, payload.to_bytes_limited(limit)).await {
+        Ok(Ok(Ok(body))) => Ok(body),
+        Ok(Ok(Err(error))) => Err(BodyError::Unreadable(error)),
+        Ok(Err(_)) => Err(BodyError::TooLarge(limit)),
+        Err(_) => Err(BodyError::TimedOut(timeout)),
+    }
 }
 
 async fn alive() -> HttpResponse {
@@ -141,12 +201,21 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
         let port = listener.local_addr()?.port();
+        // actix caps connections per worker thread: the listener's cap is split evenly among
+        // them, never exceeding `max_connections` (one worker per core, as actix's default).
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let workers = cores.min(config.max_connections).max(1);
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .configure(configure)
                 .default_service(web::to(not_found))
         })
+        .workers(workers)
+        .max_connections(config.max_connections / workers)
+        // After an early answer (408, 413) actix reads and drops what the client still sends
+        // for this long, so that the answer is not lost to a reset, then closes (its default).
+        .client_disconnect_timeout(Duration::from_secs(1))
         .shutdown_timeout(10)
         // actix leaves Nagle's algorithm on; with delayed ACKs a response that leaves in two
         // segments can then wait 40 ms for the second.

@@ -676,6 +676,7 @@ async fn a_login_with_fresh_claims_evaluates_the_mapper_once() {
         deadline: std::time::Duration::from_secs(4),
         claims_max_age: std::time::Duration::from_secs(300),
         max_body_bytes: 1 << 20,
+        body_timeout: std::time::Duration::from_secs(5),
     };
     // Registered as an admin (one evaluation), then demoted at the IdP.
     let register = serde_json::from_value(registration_body(

@@ -7,6 +7,7 @@ mod concurrency;
 mod helpers;
 mod hooks;
 mod input;
+mod limits;
 mod logs;
 mod privacy;
 mod provision;

@@ -11,8 +11,9 @@
 //!   bodies lost, so this module never answers them ([`answer`]).
 //! - Login hooks cannot change the identity (Kratos persists only the session), so the use case
 //!   writes through the admin API; a 4xx with `messages` refuses the sign-in.
-//! - Kratos retries a call (same `Ory-Webhook-Trigger-ID`); answers are remembered per trigger id
-//!   ([`triggers`]) so that a retry gets the first answer and nothing is applied twice.
+//! - Kratos retries a call (same `Ory-Webhook-Trigger-ID`); answers are remembered per hook,
+//!   trigger id and body ([`triggers`]) so that a retry gets the first answer and nothing is
+//!   applied twice.
 //! - Kratos v26.2.0 never re-runs the mapper at login, so the claims a login hook sees there are
 //!   the registration's (or none, since registration removes them). Claims issued before the
 //!   session's authentication are *stale*: they are never re-applied; the login is only checked
@@ -31,6 +32,8 @@ pub mod triggers;
 use std::time::{Duration, SystemTime};
 
 use actix_web::http::StatusCode;
+use actix_web::http::header::ContentType;
+use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
@@ -42,9 +45,10 @@ use crate::provider::Provider;
 use answer::HookAnswer;
 use body::{HookBody, HookSession, issued_at, subject_of, take_carried};
 use serde_json::value::RawValue;
-use triggers::TriggerCache;
+use triggers::{Call, Hook, Sent, TriggerCache, trigger_id};
 
 use super::auth::{Secrets, hook_secret};
+use super::read_body;
 
 /// Everything the hook endpoints need besides the login use case.
 pub struct HookSettings {
@@ -52,7 +56,12 @@ pub struct HookSettings {
     /// The Kratos calls of one hook call end within this.
     pub deadline: Duration,
     pub claims_max_age: Duration,
+    /// `hooks.max_body_bytes`: larger than the API's, for the bodies Kratos sends (see
+    /// [`crate::config::HooksConfig::max_body_bytes`]).
     pub max_body_bytes: usize,
+    /// The whole body arrives within this, or the call is refused (408) and the connection
+    /// closed.
+    pub body_timeout: Duration,
 }
 
 /// Registration (pre-persist): decide, and tell Kratos what to persist.
@@ -225,10 +234,12 @@ pub async fn login<K: KratosAdmin>(
     }
 }
 
-/// The web hook HTTP entry point shared by both hooks: authentication, retries, the body.
+/// The web hook HTTP entry point shared by both hooks: authentication, the trigger id, the body
+/// (within `hooks.max_body_bytes` and the body deadline), retries.
 pub async fn handle<F, Fut>(
     request: &HttpRequest,
     payload: web::Payload,
+    hook: Hook,
     settings: &HookSettings,
     cache: &TriggerCache,
     run: F,
@@ -237,39 +248,89 @@ where
     F: FnOnce(HookBody) -> Fut,
     Fut: std::future::Future<Output = HookAnswer>,
 {
-    let answer = async {
-        let header = request
-            .headers()
-            .get("Authorization")
-            .and_then(|v| v.to_str().ok());
-        if !hook_secret(header).is_some_and(|secret| settings.secrets.accepts(&secret)) {
-            return HookAnswer::misconfigured(401, "the web hook call was not authenticated");
-        }
-        let trigger = request
-            .headers()
-            .get("Ory-Webhook-Trigger-ID")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        if let Some(previous) = trigger.as_deref().and_then(|t| cache.get(t)) {
-            return previous;
-        }
-        let body = match payload.to_bytes_limited(settings.max_body_bytes).await {
-            Ok(Ok(bytes)) => bytes,
-            _ => return HookAnswer::bad_request(413, "the web hook body is too large"),
-        };
-        let answer = match body::parse(&body) {
-            Ok(body) => run(body).await,
-            Err(reason) => HookAnswer::bad_request(400, &reason),
-        };
-        if let Some(trigger) = trigger {
-            cache.put(trigger, answer.clone());
-        }
-        answer
+    let header = request
+        .headers()
+        .get("Authorization")
+        .and_then(|v| v.to_str().ok());
+    if !hook_secret(header).is_some_and(|secret| settings.secrets.accepts(&secret)) {
+        let answer = HookAnswer::misconfigured(401, "the web hook call was not authenticated");
+        return respond(&Sent::from(answer), false);
     }
-    .await;
-    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_REQUEST);
-    match answer.body {
-        Some(body) => HttpResponse::build(status).json(body),
-        None => HttpResponse::build(status).finish(),
+    let trigger = request
+        .headers()
+        .get("Ory-Webhook-Trigger-ID")
+        .map(|v| v.as_bytes());
+    let trigger = match trigger_id(trigger) {
+        Ok(trigger) => trigger,
+        Err(bad) => {
+            tracing::info!(
+                message =
+                    "Refused a web hook call whose Ory-Webhook-Trigger-ID is not one Kratos sends.",
+                hook = hook.as_str(),
+                length = trigger.map_or(0, <[u8]>::len)
+            );
+            return respond(
+                &Sent::from(HookAnswer::bad_request(400, &bad.to_string())),
+                false,
+            );
+        }
+    };
+    let body = match read_body(
+        request,
+        payload,
+        settings.max_body_bytes,
+        settings.body_timeout,
+    )
+    .await
+    {
+        Ok(body) => body,
+        Err(error) => {
+            tracing::info!(
+                message = "Refused a web hook call's body.",
+                hook = hook.as_str(),
+                status = error.status()
+            );
+            let answer = HookAnswer::bad_request(error.status(), &error.to_string());
+            // What is left of the body is not read: the connection cannot carry another request.
+            return respond(&Sent::from(answer), true);
+        }
+    };
+    let call = trigger.map(|trigger| Call::new(hook, trigger, &body));
+    if let Some(previous) = call.as_ref().and_then(|call| cache.get(call)) {
+        return respond(&previous, false);
+    }
+    let answer = match body::parse(&body) {
+        Ok(body) => run(body).await,
+        Err(reason) => HookAnswer::bad_request(400, &reason),
+    };
+    let sent = Sent::from(answer);
+    if let Some(call) = call {
+        cache.put(call, sent.clone());
+    }
+    respond(&sent, false)
+}
+
+impl From<HookAnswer> for Sent {
+    fn from(answer: HookAnswer) -> Sent {
+        Sent {
+            status: answer.status,
+            body: answer
+                .body
+                .map(|body| Bytes::from(body.to_string().into_bytes().into_boxed_slice())),
+        }
+    }
+}
+
+fn respond(sent: &Sent, close: bool) -> HttpResponse {
+    let status = StatusCode::from_u16(sent.status).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut response = HttpResponse::build(status);
+    if close {
+        response.force_close();
+    }
+    match &sent.body {
+        Some(body) => response
+            .content_type(ContentType::json())
+            .body(body.clone()),
+        None => response.finish(),
     }
 }
