@@ -83,6 +83,7 @@ fn mutated_carried_claims_get_a_4xx_at_worst_and_refusals_write_nothing() {
         deadline: Duration::from_secs(1),
         claims_max_age: Duration::from_secs(300),
         max_body_bytes: 1 << 20,
+        body_timeout: Duration::from_secs(5),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
