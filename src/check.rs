@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::domain::{Denial, IdentityId, Subject};
+use crate::domain::{IdentityId, Subject};
 use crate::kratos::Identity;
 use crate::kratos::fixture::FixtureKratos;
 use crate::login::{Action, Current, EntryPoint, Login, Logins, Outcome};
@@ -235,15 +235,11 @@ pub fn print_map(
     }
     match (&outcome.action, &outcome.denial) {
         (Action::Denied, Some(denial)) => {
-            writeln!(err, "denied: {}", reason(denial))?;
+            writeln!(err, "denied: {denial}")?;
             Ok(false)
         }
         _ => Ok(true),
     }
-}
-
-fn reason(denial: &Denial) -> String {
-    denial.to_string()
 }
 
 /// Pretty JSON with sorted keys (serde_json's map is ordered).

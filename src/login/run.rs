@@ -196,6 +196,10 @@ impl<K: KratosAdmin> Run<'_, '_, K> {
                 output: Some(output.clone()),
                 mapped: Some(mapped.clone()),
             };
+            let refused = |denial| Outcome {
+                mapped: Some(mapped.clone()),
+                ..Outcome::denied(denial, Some(output.clone()))
+            };
             match self.execute(decision, existing.as_ref()).await? {
                 Step::Done {
                     action,
@@ -207,11 +211,7 @@ impl<K: KratosAdmin> Run<'_, '_, K> {
                     outcome.to_create = Some(new);
                     return Ok(outcome);
                 }
-                Step::Denied(denial) => {
-                    let mut outcome = Outcome::denied(denial, Some(output.clone()));
-                    outcome.mapped = Some(mapped.clone());
-                    return Ok(outcome);
-                }
+                Step::Denied(denial) => return Ok(refused(denial)),
                 Step::Gone => {
                     existing = self.by_credential().await?;
                     holder = None;
@@ -224,7 +224,7 @@ impl<K: KratosAdmin> Run<'_, '_, K> {
                     if existing.is_none() {
                         holder = self.email_holder(mapped).await?;
                         if holder.is_none() {
-                            return Ok(self.value_taken(output, mapped));
+                            return Ok(refused(self.value_taken()));
                         }
                     }
                 }
@@ -235,15 +235,11 @@ impl<K: KratosAdmin> Run<'_, '_, K> {
         }))
     }
 
-    fn value_taken(&self, output: &Value, mapped: &MappedIdentity) -> Outcome {
-        let mut outcome = Outcome::denied(
-            Denial::ValueTaken {
-                provider: self.login.provider.id.clone(),
-            },
-            Some(output.clone()),
-        );
-        outcome.mapped = Some(mapped.clone());
-        outcome
+    /// Kratos holds a unique value of this login for an identity it may not change.
+    fn value_taken(&self) -> Denial {
+        Denial::ValueTaken {
+            provider: self.login.provider.id.clone(),
+        }
     }
 
     /// The cleanup operations that apply to `identity` (a `remove` only where the path exists).
@@ -293,9 +289,7 @@ impl<K: KratosAdmin> Run<'_, '_, K> {
                     Ok(identity) => Step::done(Action::Updated, identity.id, changed),
                     // Deleted meanwhile: decide again from what Kratos holds now.
                     Err(KratosError::NotFound { .. }) => Step::Gone,
-                    Err(KratosError::Conflict { .. }) => Step::Denied(Denial::ValueTaken {
-                        provider: self.login.provider.id.clone(),
-                    }),
+                    Err(KratosError::Conflict { .. }) => Step::Denied(self.value_taken()),
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -313,9 +307,7 @@ impl<K: KratosAdmin> Run<'_, '_, K> {
                 {
                     Ok(linked) => Step::done(Action::Linked, linked.id, changed),
                     Err(KratosError::NotFound { .. }) => Step::Gone,
-                    Err(KratosError::Conflict { .. }) => Step::Denied(Denial::ValueTaken {
-                        provider: self.login.provider.id.clone(),
-                    }),
+                    Err(KratosError::Conflict { .. }) => Step::Denied(self.value_taken()),
                     Err(e) => return Err(e.into()),
                 }
             }
