@@ -89,6 +89,48 @@ fn check_fails_on_a_mapper_syntax_error_naming_file_and_line() {
     );
 }
 
+/// A mapper nested a few hundred levels deep used to overflow the loader's stack and abort
+/// `check` (and `serve`) with SIGSEGV. Now: a mapper of hostile depth is a compile error at its
+/// line, reported like any other load error, and one nested 200 levels (which overflowed an
+/// 8 MiB stack in a debug build) is parsed.
+#[test]
+fn check_refuses_a_mapper_nested_too_deeply_without_crashing() {
+    let (_tmp, dir) = sample_copy();
+    let deep = dir.join("okta-acme/mapper.jsonnet");
+    let nested = |open: &str, close: &str, n: usize| {
+        format!("{}\n{}1{}", "// padding", open.repeat(n), close.repeat(n))
+    };
+    for hostile in [nested("[", "]", 5_000), nested("{a:", "}", 2_000)] {
+        std::fs::write(&deep, hostile).unwrap();
+        let out = kratos_jit(&["check", dir.to_str().unwrap()]);
+        let stdout = text(&out.stdout);
+        let stderr = text(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "stdout:\n{stdout}\nstderr:\n{stderr}"
+        );
+        let expected = format!("{}:2:", deep.display());
+        assert!(
+            stderr.contains(&expected),
+            "expected {expected} in:\n{stderr}"
+        );
+        assert!(stderr.contains("nests too deeply"), "{stderr}");
+        assert!(
+            stderr.contains("1 problem(s)"),
+            "only the deep mapper is at fault:\n{stderr}"
+        );
+    }
+
+    // Deep, but within the bound: parsed (and, as its output nests 200 levels, refused by the
+    // fixtures rather than by the loader).
+    std::fs::write(&deep, nested("{a:", "}", 200)).unwrap();
+    let out = kratos_jit(&["check", dir.to_str().unwrap()]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.code() == Some(1), "{stderr}");
+    assert!(!stderr.contains("nests too deeply"), "{stderr}");
+}
+
 #[test]
 fn check_fails_on_a_bad_setting_naming_file_line_and_field() {
     let (_tmp, dir) = sample_copy();

@@ -12,6 +12,19 @@ use jrsonnet_evaluator::{PreparedSnippet, State, trace::PathResolver};
 use sha2::{Digest, Sha256};
 
 use super::error::{Location, MapperError};
+use super::nesting;
+
+/// The 1-based line and column (in characters) of a byte offset.
+fn line_and_column(code: &str, offset: usize) -> (usize, usize) {
+    let mut end = offset.min(code.len());
+    while !code.is_char_boundary(end) {
+        end -= 1;
+    }
+    let before = &code[..end];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
 
 /// A mapper file as loaded from disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,47 +91,65 @@ pub(super) fn prepare(
     state: &State,
     source: &MapperSource,
 ) -> Result<PreparedSnippet, MapperError> {
+    if let Err(too_deep) = nesting::check(&source.code) {
+        let (line, column) = line_and_column(&source.code, too_deep.offset);
+        return Err(MapperError::Compile {
+            location: Location {
+                path: source.path.clone(),
+                line,
+                column,
+            },
+            message: format!(
+                "the mapper nests too deeply here: Jsonnet's parser would need more than {} MiB \
+                 of stack; flatten it (fewer nested brackets, locals or conditions)",
+                nesting::LIMIT_BYTES >> 20
+            ),
+        });
+    }
     let name = source.path.display().to_string();
-    state
-        .prepare_snippet(name, source.code.as_str())
-        .map_err(|e| {
-            let (message, location) = match e.error() {
-                ErrorKind::ImportSyntaxError { path, error } => {
-                    let offset = error.location.1.min(path.code().len() as u32);
-                    let [loc] = path.map_source_locations(&[offset]);
-                    let location = Location {
-                        path: source.path.clone(),
-                        line: loc.line,
-                        column: loc.column,
-                    };
-                    (format!("syntax error: {}", error.message), location)
-                }
-                ErrorKind::StaticAnalysisError(diagnostics) => {
-                    let first = diagnostics.first();
-                    let location = first
-                        .and_then(|d| d.span.as_ref())
-                        .map(|s| locate(s, &source.path))
-                        .unwrap_or(Location {
-                            path: source.path.clone(),
-                            line: 1,
-                            column: 1,
-                        });
-                    let message = diagnostics
-                        .iter()
-                        .map(|d| d.message.as_str())
-                        .collect::<Vec<_>>()
-                        .join("; ");
-                    (message, location)
-                }
-                other => (
-                    other.to_string(),
-                    Location {
+    // The parser never grows its own stack: give it one sized for what `nesting` admits,
+    // whichever thread (2 MiB runtime worker, 8 MiB loader) calls.
+    stacker::grow(nesting::PARSE_STACK_BYTES, || {
+        state.prepare_snippet(name, source.code.as_str())
+    })
+    .map_err(|e| {
+        let (message, location) = match e.error() {
+            ErrorKind::ImportSyntaxError { path, error } => {
+                let offset = error.location.1.min(path.code().len() as u32);
+                let [loc] = path.map_source_locations(&[offset]);
+                let location = Location {
+                    path: source.path.clone(),
+                    line: loc.line,
+                    column: loc.column,
+                };
+                (format!("syntax error: {}", error.message), location)
+            }
+            ErrorKind::StaticAnalysisError(diagnostics) => {
+                let first = diagnostics.first();
+                let location = first
+                    .and_then(|d| d.span.as_ref())
+                    .map(|s| locate(s, &source.path))
+                    .unwrap_or(Location {
                         path: source.path.clone(),
                         line: 1,
                         column: 1,
-                    },
-                ),
-            };
-            MapperError::Compile { location, message }
-        })
+                    });
+                let message = diagnostics
+                    .iter()
+                    .map(|d| d.message.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                (message, location)
+            }
+            other => (
+                other.to_string(),
+                Location {
+                    path: source.path.clone(),
+                    line: 1,
+                    column: 1,
+                },
+            ),
+        };
+        MapperError::Compile { location, message }
+    })
 }

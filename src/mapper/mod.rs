@@ -25,6 +25,7 @@
 //!   domain ([`crate::domain::mapped`]) and are re-exported here;
 //! - `error`: [`MapperError`] and [`Location`], shared by every layer;
 //! - `compile`: [`MapperSource`] and [`compile()`], with diagnostics against the file;
+//! - `nesting`: the bound on how deeply a mapper nests, checked before the parser runs;
 //! - `evaluator`: the [`Evaluator`] and its [`Limits`], guarded by [`guard`];
 //! - `input`: the [`Claims`] callers hand over;
 //! - `engine`: the [`MapperEngine`] façade and its jobs, whichever [`Isolation`] runs them;
@@ -39,6 +40,7 @@ mod engine;
 mod error;
 mod evaluator;
 mod input;
+mod nesting;
 mod pool;
 mod threads;
 

@@ -236,15 +236,10 @@ pub fn check_hook_answer(
             }
         }
         Answer::Silent => {
-            // Known: a body that never comes is waited for without a deadline (see `strict`).
-            prop_assert!(
-                !request.is_complete() && !crate::strict(),
+            // Every request is answered: a body that never comes gets 408 at `body_timeout`.
+            return Err(TestCaseError::fail(format!(
                 "no answer within {ANSWER_WITHIN:?} to {shown}"
-            );
-            prop_assert!(
-                server.kratos.identities() == before,
-                "an unanswered call wrote"
-            );
+            )));
         }
         Answer::Closed => {
             prop_assert!(
@@ -276,8 +271,8 @@ fn no_hook_call_gets_a_5xx_or_429_or_writes_when_refused() {
         let answer = server.send(&request);
         tally.add(outcome(&answer));
         check_hook_answer(&server, &request, &answer, &before)?;
-        if crate::strict() && matches!(case.trigger, Trigger::Reused) {
-            // Known: a reused trigger id is answered from the cache whatever the call.
+        if matches!(case.trigger, Trigger::Reused) {
+            // A reused trigger id with another call is that call, not a retry of the first.
             let fresh = Case {
                 trigger: Trigger::Fresh,
                 ..case.clone()

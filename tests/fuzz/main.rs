@@ -12,8 +12,10 @@
 //! - a failing case is shrunk and its seed kept in `tests/fuzz/regressions/<property>.txt`,
 //!   replayed first by every later run (commit the file with the fix);
 //! - `tests/fuzz/corpus/` holds inputs worth replaying every time (see its README);
-//! - `KRATOS_JIT_FUZZ_STRICT=1` also asserts what today's code is known to break (see
-//!   [`strict`]); make it the default once those are fixed.
+//! - three findings of the first runs are asserted by every run: a request whose
+//!   `Content-Length` promises more than it sends is answered (408 within `body_timeout`), a
+//!   call reusing an `Ory-Webhook-Trigger-ID` with another body is answered as that call, and a
+//!   mapper nested 1,000 and 5,000 levels deep is refused with its file and line.
 
 #[path = "../common/issuer.rs"]
 mod issuer;
@@ -39,27 +41,11 @@ pub fn cases() -> u32 {
         .unwrap_or(256)
 }
 
-/// Whether to assert, besides what holds today, the parts of the properties that known defects
-/// break (`KRATOS_JIT_FUZZ_STRICT=1`):
-///
-/// - a request whose `Content-Length` promises more than it sends is answered (the server
-///   waits for a body without a deadline today: one byte a second holds a connection forever);
-/// - a call reusing an `Ory-Webhook-Trigger-ID` with another body or on the other hook is
-///   answered as that call, not with the first call's answer (the retry cache is keyed by the
-///   trigger id alone);
-/// - a mapper nested 1,000 and 5,000 levels deep is refused with its file and line (the Jsonnet
-///   parser overflows an 8 MiB stack at about 300 levels in a debug build and aborts the process).
-pub fn strict() -> bool {
-    std::env::var("KRATOS_JIT_FUZZ_STRICT").is_ok_and(|v| v == "1")
-}
-
 /// A runner of `cases()` cases whose failures are kept in `regressions` (a path under
 /// `tests/fuzz/regressions/`, see [`regressions!`]).
 pub fn runner(regressions: &'static str) -> TestRunner {
-    // What a strict run finds is known: it is not kept as a regression of today's properties.
-    let persistence = (!strict()).then(|| {
-        Box::new(FileFailurePersistence::Direct(regressions)) as Box<dyn FailurePersistence>
-    });
+    let persistence =
+        Some(Box::new(FileFailurePersistence::Direct(regressions)) as Box<dyn FailurePersistence>);
     TestRunner::new(Config {
         cases: cases(),
         failure_persistence: persistence,

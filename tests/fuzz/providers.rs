@@ -170,11 +170,9 @@ fn line_edit(
     ]
 }
 
-/// Nesting depths of brackets in a mapper. Deeper ones overflow the loader's stack today (a
-/// mapper of 1,000 nested `[` aborts `kratos-jit check` and `serve`), so only
-/// [`crate::strict`] runs try them.
-const MAPPER_DEPTHS: &[usize] = &[10, 50, 100];
-const MAPPER_DEPTHS_STRICT: &[usize] = &[10, 100, 1_000, 5_000];
+/// Nesting depths of brackets in a mapper: the deep ones (which once overflowed the loader's
+/// stack and aborted `check` and `serve`) must be refused with a file and line.
+const MAPPER_DEPTHS: &[usize] = &[10, 50, 100, 1_000, 5_000];
 
 /// Jsonnet fragments: brackets, strings, imports, errors, deep nesting.
 fn jsonnet_fragment() -> impl Strategy<Value = Vec<u8>> {
@@ -226,7 +224,7 @@ fn jsonnet_fragment() -> impl Strategy<Value = Vec<u8>> {
     .prop_map(|v: &str| v.as_bytes().to_vec());
     prop_oneof![
         8 => fixed,
-        1 => (prop::sample::select(if crate::strict() { MAPPER_DEPTHS_STRICT } else { MAPPER_DEPTHS }), prop::sample::select(&["[]", "()", "{}"][..])).prop_map(|(d, pair): (usize, &str)| {
+        1 => (prop::sample::select(MAPPER_DEPTHS), prop::sample::select(&["[]", "()", "{}"][..])).prop_map(|(d, pair): (usize, &str)| {
             let (open, close) = pair.split_at(1);
             let mut v = open.repeat(d);
             if open == "{" {
