@@ -1,6 +1,7 @@
 //! Carrying one login out: the steps of [`super::Logins::run`], in order, with Kratos's
 //! concurrency answers (409 on create, 404 on update) folded back into a new round.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 use serde_json::Value;
@@ -10,6 +11,7 @@ use super::{Action, Current, EntryPoint, Login, LoginError, Logins, Outcome};
 use crate::domain::decision::{self, Decision, Found, Provenance};
 use crate::domain::mapped::{InvalidOutput, MappedIdentity, identity_ext_var};
 use crate::domain::policy::{self, EMAIL_TRAIT};
+use crate::domain::sessions;
 use crate::domain::{Denial, IdentityId};
 use crate::kratos::{Identity, KratosAdmin, KratosError, NewIdentity, OidcCredential, PatchOp};
 use crate::mapper::MapperError;
@@ -28,6 +30,8 @@ pub(super) struct Run<'l, 'a, K> {
     pub(super) logins: &'l Logins<K>,
     pub(super) login: Login<'a>,
     pub(super) until: Instant,
+    /// Whether this run revoked the identity's sessions (set before the write it precedes).
+    pub(super) sessions_revoked: AtomicBool,
 }
 
 impl<K: KratosAdmin> Run<'_, '_, K> {
@@ -195,9 +199,11 @@ impl<K: KratosAdmin> Run<'_, '_, K> {
                 to_create: None,
                 output: Some(output.clone()),
                 mapped: Some(mapped.clone()),
+                sessions_revoked: self.sessions_revoked.load(Ordering::Relaxed),
             };
             let refused = |denial| Outcome {
                 mapped: Some(mapped.clone()),
+                sessions_revoked: self.sessions_revoked.load(Ordering::Relaxed),
                 ..Outcome::denied(denial, Some(output.clone()))
             };
             match self.execute(decision, existing.as_ref()).await? {
@@ -255,7 +261,23 @@ impl<K: KratosAdmin> Run<'_, '_, K> {
             .collect()
     }
 
-    /// Carries out a decision: at most one write.
+    /// Revokes the sessions of `id` before a write that changes `changed`, when the provider's
+    /// `[sessions]` says so (see the module's doc for why before). A failure stops the login
+    /// before anything is written.
+    async fn revoke_sessions_for(
+        &self,
+        id: &IdentityId,
+        changed: &[String],
+    ) -> Result<(), LoginError> {
+        if !sessions::revokes(&self.login.provider.settings.sessions, changed) {
+            return Ok(());
+        }
+        self.kratos(self.logins.kratos.revoke_sessions(id)).await?;
+        self.sessions_revoked.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Carries out a decision: at most one write (and the revocation of sessions it needs).
     async fn execute(
         &self,
         decision: Decision,
@@ -285,6 +307,7 @@ impl<K: KratosAdmin> Run<'_, '_, K> {
                 if let Some(existing) = existing {
                     ops.extend(self.cleanup_for(existing));
                 }
+                self.revoke_sessions_for(&id, &changed).await?;
                 match self.kratos(self.logins.kratos.patch(&id, &ops)).await {
                     Ok(identity) => Step::done(Action::Updated, identity.id, changed),
                     // Deleted meanwhile: decide again from what Kratos holds now.
@@ -301,6 +324,7 @@ impl<K: KratosAdmin> Run<'_, '_, K> {
                 if dry_run {
                     return Ok(Step::done(Action::Linked, identity.id, changed));
                 }
+                self.revoke_sessions_for(&identity.id, &changed).await?;
                 match self
                     .kratos(self.logins.kratos.link_oidc(&identity, &credential))
                     .await

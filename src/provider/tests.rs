@@ -169,10 +169,11 @@ fn okta_acme_has_the_settings_its_provider_toml_declares() {
         acme.settings.token,
         Some(IssuerSettings {
             issuer: "https://sso.example.test".into(),
-            audiences: vec!["kratos-client".into()],
+            audiences: vec!["tenant=okta-acme&product=kratos".into()],
             jwks_url: None,
             algorithms: vec![Algorithm::RS256],
             ca_bundle: None,
+            require: vec![],
         })
     );
     assert_eq!(acme.mapper.provider, "okta-acme");
