@@ -505,12 +505,17 @@ impl Reader<'_, '_> {
         table: &Table<'_, '_>,
         schema_id: Option<&str>,
     ) -> Option<SessionSettings> {
-        let Some(list) = self.strings(table, "revoke_when_changed") else {
-            // Absent (the defaults) or of the wrong type (reported).
-            return table
-                .get("revoke_when_changed")
-                .is_none()
-                .then(SessionSettings::default);
+        let Some(value) = table.get("revoke_when_changed") else {
+            return Some(SessionSettings::default());
+        };
+        let DeValue::Array(items) = value.get_ref() else {
+            let message = format!(
+                "{} must be an array of field paths such as \"traits.role\", not {}",
+                table.key("revoke_when_changed"),
+                kind(value)
+            );
+            self.error(&value.span(), message);
+            return None;
         };
         let schema: Option<serde_json::Value> = (schema_id
             == Some(crate::schema::DEFAULT_SCHEMA_ID))
@@ -521,21 +526,28 @@ impl Reader<'_, '_> {
             .and_then(|s| s.pointer("/properties/traits/properties"))
             .and_then(serde_json::Value::as_object)
             .map(|properties| properties.keys().map(String::as_str).collect());
-        let mut fields: Vec<String> = Vec::with_capacity(list.len());
+        let mut fields: Vec<String> = Vec::with_capacity(items.len());
         let mut complete = true;
-        for (path, span) in list {
-            let problem = sessions::field_problem(&path, traits.as_deref()).or_else(|| {
+        for (i, item) in items.iter().enumerate() {
+            let key = table.key("revoke_when_changed");
+            let DeValue::String(path) = item.get_ref() else {
+                let message = format!("{key}[{i}] must be a string, not {}", kind(item));
+                self.error(&item.span(), message);
+                complete = false;
+                continue;
+            };
+            let problem = sessions::field_problem(path, traits.as_deref()).or_else(|| {
                 fields
-                    .contains(&path)
+                    .iter()
+                    .any(|f| f == path.as_ref())
                     .then(|| format!("\"{path}\" is listed twice"))
             });
             match problem {
                 Some(problem) => {
-                    let message = format!("{}: {problem}", table.key("revoke_when_changed"));
-                    self.error(&span, message);
+                    self.error(&item.span(), format!("{key}: {problem}"));
                     complete = false;
                 }
-                None => fields.push(path),
+                None => fields.push(path.to_string()),
             }
         }
         complete.then_some(SessionSettings {
