@@ -855,3 +855,62 @@ async fn claims_of_a_verified_token_feed_the_kratos_claims_builder() {
         json!(["Umbrella-Users"])
     );
 }
+
+#[tokio::test]
+async fn a_token_of_the_same_issuer_without_the_providers_required_claim_is_refused() {
+    let key = key_a();
+    let issuer = TestIssuer::start(&[&key]).await;
+    let mut settings = issuer.settings();
+    settings.require = vec![kratos_jit::token::RequiredClaim::new(
+        [
+            "raw",
+            "http://schemas.microsoft.com/identity/claims/tenantid",
+        ],
+        "tenant-of-this-provider",
+    )];
+    let raw = |tenant: &str| json!({"raw": {"http://schemas.microsoft.com/identity/claims/tenantid": tenant}});
+    let ours = key.sign(&issuer.claims_with(raw("tenant-of-this-provider")));
+    let theirs = key.sign(&issuer.claims_with(raw("tenant-of-another-customer")));
+    let without = key.sign(&issuer.claims());
+
+    let accepted = verifier().verify(PROVIDER, &settings, &ours).await;
+    let other = refused(&verifier(), &settings, &theirs).await;
+    let missing = refused(&verifier(), &settings, &without).await;
+
+    assert!(accepted.is_ok(), "{accepted:?}");
+    let claim = "raw › http://schemas.microsoft.com/identity/claims/tenantid".to_owned();
+    assert_eq!(
+        other,
+        TokenError::OtherProvider {
+            claim: claim.clone(),
+            problem: "holds another value than the one required"
+        }
+    );
+    assert_eq!(
+        missing,
+        TokenError::OtherProvider {
+            claim,
+            problem: "is missing"
+        }
+    );
+    assert_eq!(other.code(), "other_provider");
+    assert!(
+        !format!("{other} {other:?}").contains("tenant-of-"),
+        "{other:?}"
+    );
+    assert!(!other.is_unavailable());
+}
+
+#[tokio::test]
+async fn required_claims_are_read_from_the_token_table() {
+    let settings = load_token_table(
+        "issuer = \"https://sso.example.test\"\naudiences = [\"kratos\"]\n\
+         [[token.require]]\nclaim = \"tid\"\nequals = \"t-1\"\n",
+    )
+    .expect("loads");
+
+    assert_eq!(
+        settings.require,
+        [kratos_jit::token::RequiredClaim::new(["tid"], "t-1")]
+    );
+}

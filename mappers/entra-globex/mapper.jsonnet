@@ -1,16 +1,19 @@
 // Claims mapper for provider "entra-globex": Globex Corporation's Microsoft Entra ID, SAML,
-// bridged to OIDC by Ory Polis.
+// bridged to OIDC by Ory Polis (or SATOSA).
 //
-// What arrives (std.extVar('claims')):
-//   claims.email, claims.raw_claims.email/.firstName/.lastName/.roles
-//                              Polis' profile (it recognises only a few attribute names)
-//   claims.raw_claims.raw      every SAML attribute by its Entra claim URI, among them
-//     .../identity/claims/tenantid     the Entra directory (tenant) the user signed in from
-//     .../claims/emailaddress, givenname, surname
-//     .../identity/claims/groups       group object ids (a list, or one string for one group)
-//     .../identity/claims/role         app roles assigned in the Globex enterprise app
-//     .../claims/groups.link           sent INSTEAD of groups when the user is in more than
-//                                      150 groups (Entra "group overage")
+// What arrives (std.extVar('claims')): Kratos's standard claims at the top level and every claim
+// of the bridge's id_token under claims.raw_claims. Entra names its SAML attributes by claim URI:
+//   .../identity/claims/tenantid     the Entra directory (tenant) the user signed in from
+//   .../claims/emailaddress          user.mail; givenname, surname
+//   .../identity/claims/groups       group object ids (a list, or one string for one group)
+//   .../identity/claims/role         app roles assigned in the Globex enterprise app
+//   .../claims/groups.link           sent INSTEAD of groups when the user is in more than
+//                                    150 groups (Entra "group overage")
+// and where they are depends on the bridge:
+//   Ory Polis   raw_claims.raw, by claim URI, beside Polis' profile (raw_claims.email,
+//               firstName, lastName, roles). With an emailAddress-format NameID, Polis copies the
+//               NameID into the emailaddress claim and the profile's email: see the e-mail below.
+//   SATOSA      raw_claims itself, by claim URI, every attribute a list; given_name / family_name.
 //
 // There is no tenant claim: this connection is Globex's, so the tenant is a constant.
 //
@@ -36,37 +39,56 @@ local adminAppRole = 'Globex.Admin';
 // Entra's SAML claim names.
 local tenantIdClaim = 'http://schemas.microsoft.com/identity/claims/tenantid';
 local emailClaim = 'http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress';
+local nameIdClaim = 'http://schemas.xmlsoap.org/ws/2005/05/identity/claims/nameidentifier';
 local givenNameClaim = 'http://schemas.xmlsoap.org/ws/2005/05/identity/claims/givenname';
 local surnameClaim = 'http://schemas.xmlsoap.org/ws/2005/05/identity/claims/surname';
 local groupsClaim = 'http://schemas.microsoft.com/ws/2008/06/identity/claims/groups';
 local roleClaim = 'http://schemas.microsoft.com/ws/2008/06/identity/claims/role';
 local groupsLinkClaim = 'http://schemas.microsoft.com/claims/groups.link';
 
-// A SAML attribute with a single value arrives as a plain string instead of a list.
+// A SAML attribute with a single value may arrive as a plain string instead of a list.
 local asArray(x) = if x == null then [] else if std.isArray(x) then x else [x];
 // A missing (or oddly typed) claim object reads as empty, so lookups below never crash.
 local asObject(x) = if std.isObject(x) then x else {};
-// The first of up to three candidates that is a non-empty string, or null. Candidates are only
-// evaluated until one fits (plain conditionals: cheaper than filtering a list of them).
 local isText(v) = std.isString(v) && v != '';
-local firstString(a, b=null, c=null) =
-  if isText(a) then a else if isText(b) then b else if isText(c) then c else null;
+// A single-valued attribute: a non-empty string, or a list holding only one (SATOSA); anything
+// else (absent, empty, several values) is null.
+local single(x) =
+  if isText(x) then x
+  else if std.isArray(x) && std.length(x) == 1 && isText(x[0]) then x[0]
+  else null;
+// The first of up to three candidates that is a single value, or null. Candidates are only
+// evaluated until one fits (plain conditionals: cheaper than filtering a list of them).
+local first(a, b=null, c=null) =
+  local x = single(a);
+  if x != null then x
+  else local y = single(b);
+  if y != null then y else single(c);
 
 local rawClaims = asObject(std.get(claims, 'raw_claims'));
-local saml = asObject(std.get(rawClaims, 'raw'));
+// The SAML attributes by name: Polis nests them under `raw`, SATOSA puts them at the top.
+local polis = std.isObject(std.get(rawClaims, 'raw'));
+local saml = if polis then rawClaims.raw else rawClaims;
 
-local directory = firstString(std.get(saml, tenantIdClaim));
+local directory = single(std.get(saml, tenantIdClaim));
 
-// E-mail: required, from Entra's mail attribute. The UPN (the "name" claim) is deliberately not
-// used as a fallback: it is often shaped like an address but need not be a mailbox. Kept exactly
-// as sent; the tenant's domain check is case-insensitive in the sidecar's policy.
-local email = firstString(std.get(claims, 'email'), std.get(rawClaims, 'email'), std.get(saml, emailClaim));
+// E-mail: required, from Entra's mail attribute (emailaddress) only. The UPN (the "name" claim)
+// is deliberately not used: it is often shaped like an address but need not be a mailbox.
+// Globex's enterprise app sends a persistent NameID; an emailaddress equal to the NameID is what
+// Polis writes there when the NameID is in emailAddress format (typically the UPN) and the user
+// has no mail — it cannot be told from a real mail attribute, so it counts as no address and the
+// sign-in is refused (a deliberate choice: never an unvouched address marked verified). Kept
+// exactly as sent; the tenant's domain check is case-insensitive in the sidecar's policy.
+local sentEmail = single(std.get(saml, emailClaim));
+local nameId = single(std.get(saml, nameIdClaim));
+local email = if sentEmail != null && sentEmail == nameId then null else sentEmail;
+local nameIdOnly = sentEmail != null && email == null;
 
-local firstName = firstString(std.get(rawClaims, 'firstName'), std.get(saml, givenNameClaim));
-local lastName = firstString(std.get(rawClaims, 'lastName'), std.get(saml, surnameClaim));
+local firstName = first(std.get(saml, givenNameClaim), std.get(rawClaims, 'given_name'), std.get(rawClaims, 'firstName'));
+local lastName = first(std.get(saml, surnameClaim), std.get(rawClaims, 'family_name'), std.get(rawClaims, 'lastName'));
 
 local groups = asArray(std.get(saml, groupsClaim));
-local appRoles = asArray(std.get(saml, roleClaim)) + asArray(std.get(rawClaims, 'roles'));
+local appRoles = asArray(std.get(saml, roleClaim)) + (if polis then asArray(std.get(rawClaims, 'roles')) else []);
 
 // Group overage: Entra left the groups out and sent a Graph link instead. The groups are
 // unknown on this sign-in, so they can neither grant nor revoke a role. Deliberate outcome:
@@ -91,6 +113,8 @@ if directory == null then
   error provider + ': the IdP sent no Entra directory id (claim ' + tenantIdClaim + '), so the sign-in cannot be tied to Globex\'s directory ' + globexDirectory + '; ask Globex to keep the default tenantid claim in the enterprise app'
 else if directory != globexDirectory then
   error provider + ': sign-in from Entra directory ' + directory + ' refused; this connection only accepts Globex\'s directory ' + globexDirectory
+else if nameIdOnly then
+  error provider + ': the IdP sent no e-mail address besides the NameID (claim ' + emailClaim + ' only repeats it), and the NameID is not used as an address; ask Globex to keep a persistent NameID and to give the user a mail address'
 else if email == null then
   error provider + ': the IdP sent no e-mail address (claim ' + emailClaim + '); ask Globex to map user.mail to the emailaddress claim of the enterprise app, and to give the user a mail address'
 else

@@ -3,7 +3,8 @@
 //!
 //! It takes `{"provider": ID, "id_token": JWT}` — or `{"provider": ID, "claims": {...}}` — and
 //! answers `{"action": "created"|"updated"|"unchanged"|"denied", "identity_id", "changed",
-//! "reason", "code"}`: 200 for created/updated/unchanged, 403 for denied, 400 for a malformed
+//! "sessions_revoked", "reason", "code"}` (`sessions_revoked`: the identity's earlier Kratos
+//! sessions were ended because a field of `[sessions] revoke_when_changed` changed): 200 for created/updated/unchanged, 403 for denied, 400 for a malformed
 //! request (the input rules of [`crate::domain::input`] included) or an unusable subject, 401 for
 //! a missing/wrong API secret or a rejected token, 403 for raw claims without a trusted secret,
 //! 404 for an unknown provider, 408 for a body that did not arrive within the body deadline, 413
@@ -329,6 +330,7 @@ fn outcome_body(outcome: &Outcome) -> Value {
         "action": action.as_str(),
         "identity_id": outcome.identity_id.map(|id| id.to_string()),
         "changed": outcome.changed,
+        "sessions_revoked": outcome.sessions_revoked,
         "reason": outcome.denial.as_ref().map(ToString::to_string),
         "code": outcome.denial.as_ref().map(|d| d.code()),
     })

@@ -12,12 +12,27 @@
 //! 3. where no identity holds the credential, looks up the identity that holds the mapped e-mail,
 //!    so that the linking rule ([`crate::domain::decision::may_link`]) is applied the same way
 //!    at every entry point;
-//! 4. decides ([`crate::domain::decision`]) and writes at most once, through the Kratos port.
+//! 4. decides ([`crate::domain::decision`]) and writes at most once, through the Kratos port;
+//! 5. when that write changes a field the provider's `[sessions] revoke_when_changed` lists (the
+//!    role, the tenant: [`crate::domain::sessions`]), revokes the identity's Kratos sessions
+//!    first, in the same run ([`Outcome::sessions_revoked`]).
 //!
 //! The result is an [`Outcome`] that keeps the [`Denial`] as a type; each protocol turns it into
 //! its own answer in one place. The login is logged here, once, with the entry point, the
 //! provider, the subject's tag, the action, the identity id and the denial's code — never a
 //! claim, a trait or a denial's reason.
+//!
+//! Sessions are revoked **before** the write, never after it: if the revocation fails, nothing
+//! is written and the login fails as unavailable, so its retry still sees the change and
+//! revokes again; if the write fails after the revocation, the user merely signs in again, and
+//! the retry revokes (idempotently: no session left is not an error) and writes. Revoking after
+//! the write would leave a demoted user's old sessions alive for good whenever the revocation
+//! failed, because the retry finds the identity already demoted and writes nothing. The new
+//! session of this very login does not exist yet at that point: the hop issues its code after
+//! the use case returns, and Kratos v26.2.0 persists a login's session only after its after-login
+//! web hooks have answered (`docs/kratos.md`, sessions follow the IdP). Kratos sessions embed no
+//! copy of the traits (a session's identity is read when the session is checked), so a session
+//! created between the revocation and the write sees the written traits.
 //!
 //! Concurrency and faults are resolved by Kratos's own uniqueness rather than by locks, so the
 //! guarantees hold across any number of kratos-jit processes: two logins of a new subject both
@@ -148,6 +163,9 @@ pub struct Outcome {
     pub output: Option<Value>,
     /// The policy-checked mapper output.
     pub mapped: Option<MappedIdentity>,
+    /// The identity's earlier Kratos sessions were revoked by this login, because a field of
+    /// `[sessions] revoke_when_changed` changed (never for [`EntryPoint::Check`]).
+    pub sessions_revoked: bool,
 }
 
 impl Outcome {
@@ -160,6 +178,7 @@ impl Outcome {
             to_create: None,
             output,
             mapped: None,
+            sessions_revoked: false,
         }
     }
 }
@@ -222,6 +241,7 @@ impl<K: KratosAdmin> Logins<K> {
             logins: self,
             until: Instant::now() + login.kratos_budget,
             login,
+            sessions_revoked: Default::default(),
         }
         .run()
         .await;
@@ -234,6 +254,7 @@ impl<K: KratosAdmin> Logins<K> {
                 action = %outcome.action.as_str(),
                 identity_id = %outcome.identity_id.map(|id| id.to_string()).unwrap_or_default(),
                 changed = ?outcome.changed,
+                sessions_revoked = outcome.sessions_revoked,
                 denial = %outcome.denial.as_ref().map_or("", Denial::code),
             ),
             Err(error) => tracing::warn!(

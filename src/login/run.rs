@@ -1,6 +1,7 @@
 //! Carrying one login out: the steps of [`super::Logins::run`], in order, with Kratos's
 //! concurrency answers (409 on create, 404 on update) folded back into a new round.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 use serde_json::Value;
@@ -10,6 +11,7 @@ use super::{Action, Current, EntryPoint, Login, LoginError, Logins, Outcome};
 use crate::domain::decision::{self, Decision, Found, Provenance};
 use crate::domain::mapped::{InvalidOutput, MappedIdentity, identity_ext_var};
 use crate::domain::policy::{self, EMAIL_TRAIT};
+use crate::domain::sessions;
 use crate::domain::{Denial, IdentityId};
 use crate::kratos::{Identity, KratosAdmin, KratosError, NewIdentity, OidcCredential, PatchOp};
 use crate::mapper::MapperError;
@@ -28,6 +30,8 @@ pub(super) struct Run<'l, 'a, K> {
     pub(super) logins: &'l Logins<K>,
     pub(super) login: Login<'a>,
     pub(super) until: Instant,
+    /// Whether this run revoked the identity's sessions (set before the write it precedes).
+    pub(super) sessions_revoked: AtomicBool,
 }
 
 impl<K: KratosAdmin> Run<'_, '_, K> {
@@ -195,9 +199,11 @@ impl<K: KratosAdmin> Run<'_, '_, K> {
                 to_create: None,
                 output: Some(output.clone()),
                 mapped: Some(mapped.clone()),
+                sessions_revoked: self.sessions_revoked.load(Ordering::Relaxed),
             };
             let refused = |denial| Outcome {
                 mapped: Some(mapped.clone()),
+                sessions_revoked: self.sessions_revoked.load(Ordering::Relaxed),
                 ..Outcome::denied(denial, Some(output.clone()))
             };
             match self.execute(decision, existing.as_ref()).await? {
@@ -255,7 +261,23 @@ impl<K: KratosAdmin> Run<'_, '_, K> {
             .collect()
     }
 
-    /// Carries out a decision: at most one write.
+    /// Revokes the sessions of `id` before a write that changes `changed`, when the provider's
+    /// `[sessions]` says so (see the module's doc for why before). A failure stops the login
+    /// before anything is written.
+    async fn revoke_sessions_for(
+        &self,
+        id: &IdentityId,
+        changed: &[String],
+    ) -> Result<(), LoginError> {
+        if !sessions::revokes(&self.login.provider.settings.sessions, changed) {
+            return Ok(());
+        }
+        self.kratos(self.logins.kratos.revoke_sessions(id)).await?;
+        self.sessions_revoked.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Carries out a decision: at most one write (and the revocation of sessions it needs).
     async fn execute(
         &self,
         decision: Decision,
@@ -285,6 +307,7 @@ impl<K: KratosAdmin> Run<'_, '_, K> {
                 if let Some(existing) = existing {
                     ops.extend(self.cleanup_for(existing));
                 }
+                self.revoke_sessions_for(&id, &changed).await?;
                 match self.kratos(self.logins.kratos.patch(&id, &ops)).await {
                     Ok(identity) => Step::done(Action::Updated, identity.id, changed),
                     // Deleted meanwhile: decide again from what Kratos holds now.
@@ -301,6 +324,7 @@ impl<K: KratosAdmin> Run<'_, '_, K> {
                 if dry_run {
                     return Ok(Step::done(Action::Linked, identity.id, changed));
                 }
+                self.revoke_sessions_for(&identity.id, &changed).await?;
                 match self
                     .kratos(self.logins.kratos.link_oidc(&identity, &credential))
                     .await
@@ -372,5 +396,183 @@ fn holds(identity: &Identity, path: &str) -> bool {
     match (section, parts.next()) {
         (Some(section), Some(key)) => section.get(key).is_some(),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::kratos::IdentityPage;
+    use crate::login::{Current, EntryPoint, Login, Logins};
+    use crate::mapper::{Isolation, Limits, MapperEngine};
+    use crate::provider::Providers;
+    use crate::schema::IdentitySchemas;
+
+    /// Kratos holding one identity, recording the calls that change something; its session
+    /// revocation fails when told to.
+    struct Recorder {
+        identity: Mutex<Option<Identity>>,
+        revoke_fails: bool,
+        calls: Mutex<Vec<&'static str>>,
+    }
+
+    impl Recorder {
+        fn record(&self, call: &'static str) {
+            self.calls.lock().unwrap().push(call);
+        }
+    }
+
+    impl KratosAdmin for Arc<Recorder> {
+        async fn find_by_credential_identifier(
+            &self,
+            _: &str,
+        ) -> Result<Option<Identity>, KratosError> {
+            Ok(self.identity.lock().unwrap().clone())
+        }
+        async fn get(&self, _: &IdentityId) -> Result<Identity, KratosError> {
+            unreachable!("the login reads by credential")
+        }
+        async fn create(&self, _: &NewIdentity) -> Result<Identity, KratosError> {
+            unreachable!("the identity exists")
+        }
+        async fn patch(&self, _: &IdentityId, _: &[PatchOp]) -> Result<Identity, KratosError> {
+            self.record("patch");
+            Ok(self.identity.lock().unwrap().clone().unwrap())
+        }
+        async fn link_oidc(
+            &self,
+            _: &Identity,
+            _: &OidcCredential,
+        ) -> Result<Identity, KratosError> {
+            unreachable!("the identity holds the credential")
+        }
+        async fn deactivate(&self, _: &IdentityId) -> Result<Identity, KratosError> {
+            unreachable!("logins never deactivate")
+        }
+        async fn revoke_sessions(&self, _: &IdentityId) -> Result<(), KratosError> {
+            self.record("revoke_sessions");
+            if self.revoke_fails {
+                return Err(KratosError::Unavailable {
+                    detail: "connection refused".into(),
+                });
+            }
+            Ok(())
+        }
+        async fn list(&self, _: u32, _: Option<&str>) -> Result<IdentityPage, KratosError> {
+            unreachable!("logins never list")
+        }
+    }
+
+    fn claims(case: &str) -> Value {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/claims/okta-acme")
+            .join(format!("{case}.json"));
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    }
+
+    /// The okta-acme admin Ada, as Kratos holds her before `demoted.json`.
+    fn ada() -> Identity {
+        Identity {
+            id: "9f3c2a1e-0000-4000-8000-000000000001".parse().unwrap(),
+            schema_id: "default".into(),
+            state: "active".into(),
+            traits: json!({
+                "email": "ada@acme.example", "tenant_id": "tenant-acme",
+                "first_name": "Ada", "last_name": "Lovelace", "role": "admin",
+            }),
+            metadata_public: None,
+            metadata_admin: Some(json!({})),
+            external_id: None,
+            verifiable_addresses: vec![],
+            credential_identifiers: [(
+                "oidc".to_owned(),
+                vec!["okta-acme:ada@acme.example".into()],
+            )]
+            .into(),
+        }
+    }
+
+    async fn demote(
+        entry: EntryPoint,
+        revoke_fails: bool,
+    ) -> (Result<Outcome, LoginError>, Vec<&'static str>) {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappers");
+        let (providers, _) = Providers::load(&dir).unwrap();
+        let engine = MapperEngine::start(
+            providers.mapper_sources(),
+            Limits::default(),
+            1,
+            Isolation::Threads,
+        )
+        .unwrap();
+        let kratos = Arc::new(Recorder {
+            identity: Mutex::new(Some(ada())),
+            revoke_fails,
+            calls: Mutex::new(vec![]),
+        });
+        let logins = Logins::new(
+            Arc::clone(&kratos),
+            engine,
+            Arc::new(providers),
+            Arc::new(IdentitySchemas::builtin()),
+        );
+        let demoted = claims("demoted");
+        let login = Login {
+            entry,
+            provider: logins.providers().get("okta-acme").unwrap(),
+            subject: crate::domain::Subject::parse("ada@acme.example").unwrap(),
+            claims: (&demoted).into(),
+            current: Current::ByCredential,
+            kratos_budget: Duration::from_secs(5),
+            cleanup: vec![],
+        };
+        let result = logins.run(login).await;
+        let calls = kratos.calls.lock().unwrap().clone();
+        (result, calls)
+    }
+
+    #[tokio::test]
+    async fn a_demotion_revokes_the_sessions_before_writing_the_role() {
+        let (result, calls) = demote(EntryPoint::Api, false).await;
+
+        let outcome = result.unwrap();
+        assert_eq!(outcome.action, Action::Updated, "{:?}", outcome.denial);
+        assert_eq!(outcome.changed, ["traits.role"]);
+        assert!(outcome.sessions_revoked);
+        assert_eq!(calls, ["revoke_sessions", "patch"]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_revocation_fails_the_login_with_nothing_written() {
+        let (result, calls) = demote(EntryPoint::Api, true).await;
+
+        assert!(
+            matches!(
+                result,
+                Err(LoginError::Kratos(KratosError::Unavailable { .. }))
+            ),
+            "{result:?}"
+        );
+        assert_eq!(
+            calls,
+            ["revoke_sessions"],
+            "the role was written without the revocation"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_neither_revokes_nor_writes() {
+        let (result, calls) = demote(EntryPoint::Check, false).await;
+
+        let outcome = result.unwrap();
+        assert_eq!(outcome.changed, ["traits.role"]);
+        assert!(!outcome.sessions_revoked);
+        assert!(calls.is_empty(), "{calls:?}");
     }
 }

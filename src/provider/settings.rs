@@ -4,6 +4,9 @@
 //!
 //! `[token]` is read straight into the verifier's [`IssuerSettings`], with every check the
 //! verifier relies on done here: what this module accepts, `serve` runs with as it is.
+//! `[[token.require]]` entries (`claim` = a claim name or a path of member names, `equals` =
+//! the value) become its [`RequiredClaim`]s. `[sessions]` is read into the domain's
+//! [`SessionSettings`], each field path checked ([`crate::domain::sessions::field_problem`]).
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -16,7 +19,8 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::diagnostic::{LineIndex, LoadError, did_you_mean};
-use crate::token::{IssuerSettings, check_transport, load_ca_bundle};
+use crate::domain::sessions::{self, SessionSettings};
+use crate::token::{IssuerSettings, RequiredClaim, check_transport, load_ca_bundle};
 
 /// A provider's settings (`provider.toml`), validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +32,8 @@ pub struct ProviderSettings {
     pub tenants: Vec<TenantBinding>,
     /// How `POST /v1/provision` verifies this provider's ID tokens; `None` refuses that endpoint.
     pub token: Option<IssuerSettings>,
+    /// Which changes revoke an identity's sessions (`[sessions]`).
+    pub sessions: SessionSettings,
 }
 
 impl ProviderSettings {
@@ -46,10 +52,25 @@ pub(super) struct ParsedSettings {
     pub tenant_positions: Vec<(usize, usize)>,
 }
 
-const ROOT_KEYS: &[&str] = &["schema_id", "jit", "tenants", "token"];
+const ROOT_KEYS: &[&str] = &["schema_id", "jit", "tenants", "token", "sessions"];
 const JIT_KEYS: &[&str] = &["create", "update", "link_by_verified_email"];
 const TENANT_KEYS: &[&str] = &["id", "verified_domains"];
-const TOKEN_KEYS: &[&str] = &["issuer", "audiences", "jwks_url", "algorithms", "ca_bundle"];
+const TOKEN_KEYS: &[&str] = &[
+    "issuer",
+    "audiences",
+    "jwks_url",
+    "algorithms",
+    "ca_bundle",
+    "require",
+];
+const REQUIRE_KEYS: &[&str] = &["claim", "equals"];
+const SESSIONS_KEYS: &[&str] = &["revoke_when_changed"];
+
+/// Claims the verifier checks itself, which `[[token.require]]` must not name.
+const VERIFIED_CLAIMS: &[&str] = &["iss", "aud", "exp", "nbf", "iat"];
+
+/// The identity schema built in as `default`, whose trait names `[sessions]` is checked against.
+const DEFAULT_SCHEMA: &str = include_str!("../../deploy/kratos/identity.schema.json");
 
 /// The `alg` values `[token]` may allow: every asymmetric algorithm jsonwebtoken verifies.
 const ALGORITHMS: &[&str] = &[
@@ -149,6 +170,10 @@ impl Reader<'_, '_> {
         let token = self
             .table(root, "token", TOKEN_KEYS)
             .map(|t| self.token(&t, dir));
+        let sessions = match self.table(root, "sessions", SESSIONS_KEYS) {
+            Some(table) => self.sessions(&table, schema_id.as_deref()),
+            None => Some(SessionSettings::default()),
+        };
         let (tenants, tenant_positions) = tenants?.into_iter().unzip();
         Some(ParsedSettings {
             settings: ProviderSettings {
@@ -156,6 +181,7 @@ impl Reader<'_, '_> {
                 jit,
                 tenants,
                 token: token.flatten(),
+                sessions: sessions?,
             },
             tenant_positions,
         })
@@ -360,12 +386,172 @@ impl Reader<'_, '_> {
             }
             path
         });
+        let require = self.required_claims(table);
         Some(IssuerSettings {
             issuer: issuer?,
             audiences: audiences?,
             jwks_url,
             algorithms,
             ca_bundle,
+            require: require?,
+        })
+    }
+
+    /// `[[token.require]]` (or `require = [{claim = …, equals = …}]`): each entry's `claim` is a
+    /// claim name taken as it is (dots and slashes included) or a list of member names from the
+    /// payload's top, and `equals` the string it must hold.
+    fn required_claims(&mut self, token: &Table<'_, '_>) -> Option<Vec<RequiredClaim>> {
+        let Some(value) = token.get("require") else {
+            return Some(Vec::new());
+        };
+        let DeValue::Array(items) = value.get_ref() else {
+            self.error(
+                &value.span(),
+                format!(
+                    "`token.require` must be an array of tables ([[token.require]] with claim and equals), not {}",
+                    kind(value)
+                ),
+            );
+            return None;
+        };
+        let mut required: Vec<RequiredClaim> = Vec::with_capacity(items.len());
+        let mut complete = true;
+        for (i, item) in items.iter().enumerate() {
+            let name = format!("token.require[{i}]");
+            let DeValue::Table(entries) = item.get_ref() else {
+                self.error(
+                    &item.span(),
+                    format!(
+                        "`{name}` must be a table with claim and equals, not {}",
+                        kind(item)
+                    ),
+                );
+                complete = false;
+                continue;
+            };
+            let table = self.open(name, entries, item.span(), REQUIRE_KEYS);
+            let path = self.claim_path(&table);
+            let equals = self.required_string(
+                &table,
+                "equals",
+                "the value the claim must hold for a token of this provider",
+            );
+            match (path, equals) {
+                (Some(path), Some(equals)) => {
+                    let claim = RequiredClaim { path, equals };
+                    if required.iter().any(|r| r.path == claim.path) {
+                        let span = table.get("claim").map_or(table.span.clone(), |v| v.span());
+                        let message = format!(
+                            "{} names `{}` a second time; require each claim once",
+                            table.key("claim"),
+                            claim.name()
+                        );
+                        self.error(&span, message);
+                        complete = false;
+                    } else {
+                        required.push(claim);
+                    }
+                }
+                _ => complete = false,
+            }
+        }
+        complete.then_some(required)
+    }
+
+    /// A required claim's `claim`: one name, or a non-empty list of names (a path).
+    fn claim_path(&mut self, table: &Table<'_, '_>) -> Option<Vec<String>> {
+        const WHAT: &str = "the claim's name, or the list of member names leading to it, e.g. claim = [\"raw\", \"http://schemas.microsoft.com/identity/claims/tenantid\"]";
+        let Some(value) = table.get("claim") else {
+            self.error(
+                &table.span,
+                format!("{} is missing: {WHAT}", table.key("claim")),
+            );
+            return None;
+        };
+        let path: Vec<String> = match value.get_ref() {
+            DeValue::String(_) => vec![self.string(table, "claim")?.0],
+            DeValue::Array(_) => {
+                let names = self.required_strings(table, "claim", WHAT)?;
+                names.into_iter().map(|(name, _)| name).collect()
+            }
+            _ => {
+                self.error(
+                    &value.span(),
+                    format!(
+                        "{} must be a claim name or a list of names, not {}",
+                        table.key("claim"),
+                        kind(value)
+                    ),
+                );
+                return None;
+            }
+        };
+        if path.len() == 1 && VERIFIED_CLAIMS.contains(&path[0].as_str()) {
+            let message = format!(
+                "{}: `{}` is checked by the verifier itself (issuer, audiences, times); require a claim that names the provider, such as a tenant id",
+                table.key("claim"),
+                path[0]
+            );
+            self.error(&value.span(), message);
+            return None;
+        }
+        Some(path)
+    }
+
+    /// `[sessions]`: `revoke_when_changed`, every path checked; the traits against the built-in
+    /// identity schema when the provider uses it.
+    fn sessions(
+        &mut self,
+        table: &Table<'_, '_>,
+        schema_id: Option<&str>,
+    ) -> Option<SessionSettings> {
+        let Some(value) = table.get("revoke_when_changed") else {
+            return Some(SessionSettings::default());
+        };
+        let DeValue::Array(items) = value.get_ref() else {
+            let message = format!(
+                "{} must be an array of field paths such as \"traits.role\", not {}",
+                table.key("revoke_when_changed"),
+                kind(value)
+            );
+            self.error(&value.span(), message);
+            return None;
+        };
+        let schema: Option<serde_json::Value> = (schema_id
+            == Some(crate::schema::DEFAULT_SCHEMA_ID))
+        .then(|| serde_json::from_str(DEFAULT_SCHEMA).ok())
+        .flatten();
+        let traits: Option<Vec<&str>> = schema
+            .as_ref()
+            .and_then(|s| s.pointer("/properties/traits/properties"))
+            .and_then(serde_json::Value::as_object)
+            .map(|properties| properties.keys().map(String::as_str).collect());
+        let mut fields: Vec<String> = Vec::with_capacity(items.len());
+        let mut complete = true;
+        for (i, item) in items.iter().enumerate() {
+            let key = table.key("revoke_when_changed");
+            let DeValue::String(path) = item.get_ref() else {
+                let message = format!("{key}[{i}] must be a string, not {}", kind(item));
+                self.error(&item.span(), message);
+                complete = false;
+                continue;
+            };
+            let problem = sessions::field_problem(path, traits.as_deref()).or_else(|| {
+                fields
+                    .iter()
+                    .any(|f| f == path.as_ref())
+                    .then(|| format!("\"{path}\" is listed twice"))
+            });
+            match problem {
+                Some(problem) => {
+                    self.error(&item.span(), format!("{key}: {problem}"));
+                    complete = false;
+                }
+                None => fields.push(path.to_string()),
+            }
+        }
+        complete.then_some(SessionSettings {
+            revoke_when_changed: fields,
         })
     }
 

@@ -169,10 +169,11 @@ fn okta_acme_has_the_settings_its_provider_toml_declares() {
         acme.settings.token,
         Some(IssuerSettings {
             issuer: "https://sso.example.test".into(),
-            audiences: vec!["kratos-client".into()],
+            audiences: vec!["tenant=okta-acme&product=kratos".into()],
             jwks_url: None,
             algorithms: vec![Algorithm::RS256],
             ca_bundle: None,
+            require: vec![],
         })
     );
     assert_eq!(acme.mapper.provider, "okta-acme");
@@ -195,7 +196,8 @@ fn okta_acme_fixtures_are_paired_sorted_and_parsed() {
         .find(|f| f.name == "foreign-domain")
         .unwrap();
 
-    assert_eq!(names.len(), 10);
+    // The hand-written cases, and the same cases as real Polis and SATOSA bridges emit them.
+    assert_eq!(names.len(), 23);
     assert!(names.windows(2).all(|w| w[0] < w[1]), "{names:?}");
     assert_eq!(
         demoted.identity.as_ref().unwrap()["traits"]["role"],
@@ -1241,4 +1243,185 @@ fn provider_ids_parse_only_when_valid() {
     for bad in ["", "Okta", "okta.acme", "_okta", "ø", &"a".repeat(64)] {
         assert!(bad.parse::<ProviderId>().is_err(), "{bad:?} was accepted");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// [[token.require]] and [sessions]
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn required_claims_take_a_name_as_written_or_a_path_of_member_names() {
+    let tree = Tree::new();
+    tree.provider("p").write(
+        "p/provider.toml",
+        &format!(
+            r#"{SETTINGS}
+[token]
+issuer = "https://idp.example"
+audiences = ["kratos"]
+
+[[token.require]]
+claim = ["raw", "http://schemas.microsoft.com/identity/claims/tenantid"]
+equals = "5f1c0b9e"
+
+[[token.require]]
+claim = "http://schemas.example/claims/org.id"
+equals = "org-1"
+"#
+        ),
+    );
+
+    let (providers, _) = tree.loaded();
+
+    let token = providers.get("p").unwrap().settings.token.clone().unwrap();
+    assert_eq!(
+        token.require,
+        [
+            crate::token::RequiredClaim::new(
+                [
+                    "raw",
+                    "http://schemas.microsoft.com/identity/claims/tenantid"
+                ],
+                "5f1c0b9e"
+            ),
+            crate::token::RequiredClaim::new(["http://schemas.example/claims/org.id"], "org-1"),
+        ]
+    );
+}
+
+#[test]
+fn every_required_claim_problem_is_reported_at_its_line() {
+    let tree = Tree::new();
+    tree.provider("p").write(
+        "p/provider.toml",
+        &format!(
+            r#"{SETTINGS}
+[token]
+issuer = "https://idp.example"
+audiences = ["kratos"]
+require = [
+  {{ claim = "tid" }},
+  {{ equals = "x" }},
+  {{ claim = [], equals = "x" }},
+  {{ claim = 3, equals = "x" }},
+  {{ claim = "aud", equals = "x" }},
+  {{ claim = "tid", equals = "x", value = "y" }},
+  {{ claim = ["tid"], equals = "z" }},
+  "tid",
+]
+"#
+        ),
+    );
+
+    let errors = tree.errors();
+
+    assert_eq!(errors.len(), 8, "{}", show(&errors));
+    let at = |line, needle| assert_error(&tree, &errors, "p/provider.toml", Some(line), needle);
+    at(11, "`token.require[0].equals` is missing");
+    at(12, "`token.require[1].claim` is missing");
+    at(13, "`token.require[2].claim` is empty");
+    at(
+        14,
+        "`token.require[3].claim` must be a claim name or a list of names, not an integer",
+    );
+    at(15, "`aud` is checked by the verifier itself");
+    at(16, "unknown key `value` in token.require[5]");
+    at(17, "names `tid` a second time");
+    at(
+        18,
+        "`token.require[7]` must be a table with claim and equals, not a string",
+    );
+}
+
+#[test]
+fn sessions_default_to_revoking_on_a_change_of_role_or_tenant() {
+    let tree = Tree::new();
+    tree.provider("p");
+
+    let (providers, _) = tree.loaded();
+
+    assert_eq!(
+        providers
+            .get("p")
+            .unwrap()
+            .settings
+            .sessions
+            .revoke_when_changed,
+        ["traits.role", "traits.tenant_id"]
+    );
+}
+
+#[test]
+fn revoke_when_changed_replaces_the_defaults_and_may_be_empty() {
+    let tree = Tree::new();
+    tree.provider("p")
+        .write(
+            "p/provider.toml",
+            &format!(
+                "{SETTINGS}\n[sessions]\nrevoke_when_changed = [\"traits.role\", \"metadata_public.plan\"]\n"
+            ),
+        )
+        .provider("q")
+        .write(
+            "q/provider.toml",
+            &format!("{SETTINGS}\n[sessions]\nrevoke_when_changed = []\n"),
+        );
+
+    let (providers, _) = tree.loaded();
+
+    let fields = |id| {
+        providers
+            .get(id)
+            .unwrap()
+            .settings
+            .sessions
+            .revoke_when_changed
+            .clone()
+    };
+    assert_eq!(fields("p"), ["traits.role", "metadata_public.plan"]);
+    assert!(fields("q").is_empty());
+}
+
+#[test]
+fn unknown_or_malformed_session_fields_are_reported_at_their_line() {
+    let tree = Tree::new();
+    tree.provider("p").write(
+        "p/provider.toml",
+        &format!(
+            r#"{SETTINGS}
+[sessions]
+revoke_when_changed = [
+  "traits.rol",
+  "role",
+  "credentials.oidc",
+  "metadata_admin.kratos_jit",
+  "traits.role",
+  "traits.role",
+  7,
+]
+revoke = true
+"#
+        ),
+    );
+
+    let errors = tree.errors();
+
+    assert_eq!(errors.len(), 7, "{}", show(&errors));
+    let at = |line, needle| assert_error(&tree, &errors, "p/provider.toml", Some(line), needle);
+    at(
+        9,
+        "the identity schema has no trait `rol` (its traits: email, first_name, last_name, role, tenant_id)",
+    );
+    at(10, "\"role\" is not a field path");
+    at(11, "unknown section `credentials`");
+    at(12, "kratos-jit's own provenance");
+    at(14, "\"traits.role\" is listed twice");
+    at(
+        15,
+        "`sessions.revoke_when_changed`[6] must be a string, not an integer",
+    );
+    at(
+        17,
+        "unknown key `revoke` in [sessions] (did you mean `revoke_when_changed`?)",
+    );
 }

@@ -10,6 +10,10 @@
 //!   fits the algorithm: key type, curve, the key's own `alg` and `use`;
 //! - the signature verifies;
 //! - `iss` equals the configured issuer exactly and `aud` contains a configured audience;
+//! - every required claim ([`RequiredClaim`], `[[token.require]]`) holds its expected value:
+//!   with the audience, what ties a token to one provider when several providers share one
+//!   issuer (one bridge, one connection per customer) — a token of another provider is refused
+//!   here, in the one function every entry point verifies with ([`TokenError::OtherProvider`]);
 //! - `exp` is present and not passed, `nbf` (if present) is not in the future, `iat` is present
 //!   and not in the future, each with [`VerifierOptions::clock_skew`].
 //!
@@ -19,7 +23,8 @@
 //! [`VerifierOptions::max_key_age`] is fetched again, so a key the issuer withdrew stops
 //! verifying. When the issuer cannot be reached, [`TokenError::is_unavailable`] says so.
 //!
-//! Errors never contain the token, nor claim values other than `iss`, `aud`, `kid` and `alg`.
+//! Errors never contain the token, nor claim values other than `iss`, `aud`, `kid` and `alg`
+//! (a required claim is named, its value never shown).
 //!
 //! Inside: `settings` holds what a provider configures ([`IssuerSettings`]), `keys` the issuers'
 //! key sets (fetching, caching, refreshing), `verify` the checks of one token.
@@ -32,7 +37,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-pub use settings::IssuerSettings;
+pub use settings::{IssuerSettings, RequiredClaim};
 pub(crate) use settings::{check_transport, load_ca_bundle};
 
 use keys::KeyCache;
@@ -149,6 +154,16 @@ pub enum TokenError {
         expected: Vec<String>,
         got: Vec<String>,
     },
+    /// A `[[token.require]]` claim is missing or holds another value: a token the shared issuer
+    /// minted for another provider. Names the claim (configuration), never the value.
+    #[error(
+        "the ID token's claim `{claim}` {problem}, so the token does not belong to this provider \
+         (it was issued for another connection of the same issuer; see [[token.require]])"
+    )]
+    OtherProvider {
+        claim: String,
+        problem: &'static str,
+    },
     /// The issuer's discovery document or key set could not be fetched or read.
     #[error("cannot load the issuer's signing keys from {url}: {reason}")]
     JwksUnavailable { url: String, reason: String },
@@ -186,6 +201,7 @@ impl TokenError {
             TokenError::IssuedInFuture { .. } => "issued_in_future",
             TokenError::WrongIssuer { .. } => "wrong_issuer",
             TokenError::WrongAudience { .. } => "wrong_audience",
+            TokenError::OtherProvider { .. } => "other_provider",
             TokenError::JwksUnavailable { .. } => "jwks_unavailable",
             TokenError::DiscoveryIssuerMismatch { .. } => "discovery_issuer_mismatch",
         }

@@ -32,6 +32,41 @@ pub struct IssuerSettings {
     /// PEM CA certificates trusted, besides the public roots, for the discovery and JWKS calls;
     /// the loader resolves it against the provider folder.
     pub ca_bundle: Option<PathBuf>,
+    /// Claims the token must carry with one given value (`[[token.require]]`): what ties a token
+    /// of a shared issuer (one bridge in front of several customers) to this provider, besides
+    /// its audience.
+    pub require: Vec<RequiredClaim>,
+}
+
+/// A claim an ID token must hold with exactly one value (`[[token.require]]`).
+///
+/// The claim is named by its path from the top of the payload, one element per object member,
+/// so that claim names holding dots or slashes (SAML attribute URIs) need no escaping:
+/// `["tid"]`, `["raw", "http://schemas.microsoft.com/identity/claims/tenantid"]`. The value must
+/// be the string `equals`, or a list holding only that string (bridges such as SATOSA send every
+/// SAML attribute as a list).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequiredClaim {
+    pub path: Vec<String>,
+    pub equals: String,
+}
+
+impl RequiredClaim {
+    pub fn new(
+        path: impl IntoIterator<Item = impl Into<String>>,
+        equals: impl Into<String>,
+    ) -> Self {
+        RequiredClaim {
+            path: path.into_iter().map(Into::into).collect(),
+            equals: equals.into(),
+        }
+    }
+
+    /// The path as errors and logs name it (configuration, never a token's value):
+    /// `raw › http://…/tenantid`.
+    pub fn name(&self) -> String {
+        self.path.join(" › ")
+    }
 }
 
 impl IssuerSettings {
@@ -46,6 +81,7 @@ impl IssuerSettings {
             jwks_url: None,
             algorithms: Self::default_algorithms(),
             ca_bundle: None,
+            require: Vec::new(),
         }
     }
 

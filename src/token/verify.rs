@@ -1,7 +1,7 @@
 //! The checks of one token, in the order [`super::TokenVerifier::verify`] runs them: the header
 //! (a compact JWS, no `crit`), the algorithm allow-list (`none` and HMAC always refused), the fit
-//! of the chosen key to the algorithm, the signature, then the claims (`iss`, `aud`, `exp`, `nbf`,
-//! `iat`) with the allowed clock skew.
+//! of the chosen key to the algorithm, the signature, then the claims (`iss`, `aud`, the
+//! required claims of `[[token.require]]`, `exp`, `nbf`, `iat`) with the allowed clock skew.
 //!
 //! The header and the payload are read under the rules every JSON input meets
 //! ([`crate::domain::input`]): a duplicate claim, or one nested too deep, refuses the token.
@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 use crate::domain::input;
 
 use super::keys::VerificationKey;
-use super::settings::IssuerSettings;
+use super::settings::{IssuerSettings, RequiredClaim};
 use super::{TokenError, shown};
 
 pub(super) struct TokenHeader {
@@ -258,6 +258,10 @@ pub(super) fn check_claims(
         });
     }
 
+    for required in &settings.require {
+        check_required(claims, required)?;
+    }
+
     let slack = skew.as_secs_f64();
     let exp = numeric(claims, "exp")?.ok_or(TokenError::MissingClaim { claim: "exp" })?;
     if now >= exp + slack {
@@ -282,6 +286,41 @@ pub(super) fn check_claims(
         });
     }
     Ok(())
+}
+
+/// The claim at `required.path` must be `required.equals`, or a list holding only it.
+fn check_required(claims: &Map<String, Value>, required: &RequiredClaim) -> Result<(), TokenError> {
+    let refuse = |problem| {
+        Err(TokenError::OtherProvider {
+            claim: required.name(),
+            problem,
+        })
+    };
+    let mut path = required.path.iter();
+    let mut value = match path.next().and_then(|first| claims.get(first)) {
+        Some(value) => value,
+        None => return refuse("is missing"),
+    };
+    for member in path {
+        match value.get(member) {
+            Some(inner) => value = inner,
+            None => return refuse("is missing"),
+        }
+    }
+    let single = match value {
+        Value::Array(items) => match items.as_slice() {
+            [one] => one,
+            [] => return refuse("is an empty list"),
+            _ => return refuse("holds several values"),
+        },
+        other => other,
+    };
+    match single {
+        Value::String(s) if *s == required.equals => Ok(()),
+        Value::String(_) => refuse("holds another value than the one required"),
+        Value::Null => refuse("is missing"),
+        _ => refuse("is not a string"),
+    }
 }
 
 fn numeric(claims: &Map<String, Value>, claim: &'static str) -> Result<Option<f64>, TokenError> {
@@ -387,6 +426,96 @@ mod tests {
             parse_header(&not_json),
             Err(TokenError::Malformed(_))
         ));
+    }
+
+    fn tenant_rule() -> RequiredClaim {
+        RequiredClaim::new(
+            [
+                "raw",
+                "http://schemas.microsoft.com/identity/claims/tenantid",
+            ],
+            "5f1c",
+        )
+    }
+
+    fn claims(json: serde_json::Value) -> Map<String, Value> {
+        json.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn a_required_claim_matches_as_a_string_or_a_one_value_list_at_any_depth() {
+        let rule = tenant_rule();
+        let tid = "http://schemas.microsoft.com/identity/claims/tenantid";
+
+        assert_eq!(
+            check_required(&claims(serde_json::json!({"raw": {tid: "5f1c"}})), &rule),
+            Ok(())
+        );
+        assert_eq!(
+            check_required(&claims(serde_json::json!({"raw": {tid: ["5f1c"]}})), &rule),
+            Ok(())
+        );
+        let top = RequiredClaim::new([tid], "5f1c");
+        assert_eq!(
+            check_required(&claims(serde_json::json!({tid: ["5f1c"]})), &top),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_required_claim_that_is_missing_or_differs_refuses_without_its_value() {
+        let rule = tenant_rule();
+        let tid = "http://schemas.microsoft.com/identity/claims/tenantid";
+        let cases = [
+            (serde_json::json!({}), "is missing"),
+            (serde_json::json!({"raw": "x"}), "is missing"),
+            (
+                serde_json::json!({"raw": {tid: "9999-secret"}}),
+                "holds another value",
+            ),
+            (
+                serde_json::json!({"raw": {tid: ["5f1c", "9999-secret"]}}),
+                "holds several values",
+            ),
+            (serde_json::json!({"raw": {tid: []}}), "is an empty list"),
+            (serde_json::json!({"raw": {tid: 5}}), "is not a string"),
+            (serde_json::json!({"raw": {tid: null}}), "is missing"),
+        ];
+        for (payload, problem) in cases {
+            let error = check_required(&claims(payload.clone()), &rule).unwrap_err();
+
+            assert_eq!(error.code(), "other_provider", "{payload}");
+            let text = error.to_string();
+            assert!(text.contains(problem), "{payload}: {text}");
+            assert!(
+                text.contains("raw › http://schemas.microsoft.com/identity/claims/tenantid"),
+                "{text}"
+            );
+            assert!(
+                !text.contains("9999-secret") && !text.contains("5f1c"),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn required_claims_are_checked_after_the_audience_with_the_other_claims() {
+        let mut settings = IssuerSettings::new("https://idp", ["c"]);
+        settings.require = vec![RequiredClaim::new(["tid"], "t-1")];
+        let base = serde_json::json!({"iss": "https://idp", "aud": "c", "exp": 2e9, "iat": 1e9});
+        let mut other = base.clone();
+        other["tid"] = "t-2".into();
+        let mut ours = base.clone();
+        ours["tid"] = "t-1".into();
+
+        let refused = check_claims(&claims(other), &settings, Duration::ZERO, 1.5e9);
+        let accepted = check_claims(&claims(ours), &settings, Duration::ZERO, 1.5e9);
+
+        assert!(
+            matches!(refused, Err(TokenError::OtherProvider { .. })),
+            "{refused:?}"
+        );
+        assert_eq!(accepted, Ok(()));
     }
 
     #[test]

@@ -245,3 +245,47 @@ impl TestApp {
         self.kratos.clear_log();
     }
 }
+
+/// Every sample provider, each one's `provider.toml` passed to `edit` with its provider id.
+pub fn providers_edited(edit: impl Fn(&str, &mut toml::Table)) -> tempfile::TempDir {
+    let tree = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(manifest_dir().join("mappers")).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            let id = entry.file_name().to_str().unwrap().to_owned();
+            copy_provider(&id, tree.path(), |settings| edit(&id, settings));
+        }
+    }
+    tree
+}
+
+/// `tests/fixtures/<set>/<provider>/<case>.json` (`set`: `claims-polis`, `claims-satosa`, …).
+pub fn fixture_of(set: &str, provider: &str, case: &str) -> Value {
+    let path = fixtures_dir()
+        .join(set)
+        .join(provider)
+        .join(format!("{case}.json"));
+    serde_json::from_slice(
+        &std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .unwrap()
+}
+
+impl TestApp {
+    /// How many sessions Kratos holds for the identity (`GET /admin/identities/{id}/sessions`).
+    pub async fn session_count(&self, identity_id: &str) -> usize {
+        let sessions: Value = self
+            .client
+            .get(format!(
+                "{}/admin/identities/{identity_id}/sessions",
+                self.kratos.base_url()
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        sessions.as_array().expect("a list of sessions").len()
+    }
+}

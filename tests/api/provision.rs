@@ -547,3 +547,116 @@ async fn an_update_to_an_e_mail_another_identity_holds_is_a_denial_not_a_gateway
         .await;
     assert_eq!(again.status, 403, "{}", again.body);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Sessions follow the IdP
+// ---------------------------------------------------------------------------------------------
+
+#[actix_web::test]
+async fn a_demotion_revokes_the_identitys_sessions_and_other_logins_keep_them() {
+    let app = spawn_app().await;
+    let admin = fixture("okta-acme", "admin");
+    let created = app.provision_claims("okta-acme", &admin).await;
+    assert_eq!(created.body["sessions_revoked"], false, "{}", created.body);
+    let id = created.body["identity_id"].as_str().unwrap().to_owned();
+    app.kratos.add_session(&id);
+    app.kratos.add_session(&id);
+
+    let unchanged = app.provision_claims("okta-acme", &admin).await;
+    let mut renamed = admin.clone();
+    rename(&mut renamed, "Byron");
+    let other_field = app.provision_claims("okta-acme", &renamed).await;
+    let kept = app.session_count(&id).await;
+    let demoted = app
+        .provision_claims("okta-acme", &fixture("okta-acme", "demoted"))
+        .await;
+
+    assert_eq!(
+        (
+            &unchanged.body["action"],
+            &unchanged.body["sessions_revoked"]
+        ),
+        (&json!("unchanged"), &json!(false))
+    );
+    assert_eq!(other_field.body["changed"], json!(["traits.last_name"]));
+    assert_eq!(other_field.body["sessions_revoked"], false);
+    assert_eq!(
+        kept, 2,
+        "a login that changed no role or tenant ended sessions"
+    );
+    assert_eq!(demoted.body["action"], "updated", "{}", demoted.body);
+    assert_eq!(
+        demoted.body["changed"],
+        json!(["traits.last_name", "traits.role"])
+    );
+    assert_eq!(demoted.body["sessions_revoked"], true, "{}", demoted.body);
+    assert_eq!(
+        app.session_count(&id).await,
+        0,
+        "the demoted user's sessions survived"
+    );
+    assert_eq!(
+        app.identity_for("okta-acme", subject(&admin)).unwrap()["traits"]["role"],
+        "user"
+    );
+}
+
+#[actix_web::test]
+async fn the_revocation_comes_before_the_write_it_protects() {
+    let app = spawn_app().await;
+    let created = app
+        .provision_claims("okta-acme", &fixture("okta-acme", "admin"))
+        .await;
+    let id = created.body["identity_id"].as_str().unwrap().to_owned();
+    app.kratos.add_session(&id);
+    app.kratos.clear_log();
+
+    app.provision_claims("okta-acme", &fixture("okta-acme", "demoted"))
+        .await;
+
+    let writes: Vec<String> = app
+        .kratos
+        .writes()
+        .iter()
+        .map(|w| format!("{} {}", w.method, w.path))
+        .collect();
+    assert_eq!(
+        writes,
+        [
+            format!("DELETE /admin/identities/{id}/sessions"),
+            format!("PATCH /admin/identities/{id}"),
+        ]
+    );
+}
+
+#[actix_web::test]
+async fn a_provider_that_lists_no_session_fields_keeps_sessions_on_a_demotion() {
+    let providers = crate::helpers::edited_providers(
+        "okta-acme",
+        |settings| {
+            let mut sessions = toml::Table::new();
+            sessions.insert("revoke_when_changed".into(), toml::Value::Array(vec![]));
+            settings.insert("sessions".into(), toml::Value::Table(sessions));
+        },
+        |mapper| mapper,
+    );
+    let app = crate::helpers::spawn_app_with_providers(providers.path(), &[]).await;
+    let created = app
+        .provision_claims("okta-acme", &fixture("okta-acme", "admin"))
+        .await;
+    let id = created.body["identity_id"].as_str().unwrap().to_owned();
+    app.kratos.add_session(&id);
+
+    let demoted = app
+        .provision_claims("okta-acme", &fixture("okta-acme", "demoted"))
+        .await;
+
+    assert_eq!(
+        demoted.body["changed"],
+        json!(["traits.role"]),
+        "{}",
+        demoted.body
+    );
+    assert_eq!(demoted.body["sessions_revoked"], false);
+    assert_eq!(app.session_count(&id).await, 1);
+}

@@ -362,3 +362,136 @@ async fn raw_claims_sent_with_the_ordinary_secret_are_a_403() {
         "this API secret may only send id_token; raw claims need a trusted secret",
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// A token belongs to one provider: several providers behind one bridge (one issuer)
+// ---------------------------------------------------------------------------------------------
+
+/// The application on the sample providers, the three bridged ones trusting `issuer` as their
+/// shared bridge; `bind` edits each one's `[token]` further.
+async fn spawn_bridge_app(
+    issuer: &TestIssuer,
+    bind: impl Fn(&str, &mut toml::Table),
+) -> (TestApp, TempDir) {
+    let providers = crate::helpers::providers_edited(|id, settings| {
+        if id == PROVIDER {
+            return;
+        }
+        let token = settings
+            .get_mut("token")
+            .and_then(toml::Value::as_table_mut)
+            .expect("the bridged samples have a [token] table");
+        token.insert("issuer".into(), issuer.url.clone().into());
+        bind(id, token);
+    });
+    let app = spawn_app_with_providers(providers.path(), &[]).await;
+    (app, providers)
+}
+
+/// A bridge's token: the claims of `<set>/<provider>/<case>.json` as `issuer` mints them now.
+fn bridge_token(
+    issuer: &TestIssuer,
+    key: &TestKey,
+    set: &str,
+    provider: &str,
+    case: &str,
+) -> String {
+    let mut claims = crate::helpers::fixture_of(set, provider, case)["raw_claims"].clone();
+    let now = now();
+    merge(
+        &mut claims,
+        json!({"iss": issuer.url, "iat": now, "exp": now + 300}),
+    );
+    key.sign(&claims)
+}
+
+#[actix_web::test]
+async fn a_polis_token_of_one_customer_is_refused_under_another_provider_by_its_audience() {
+    let key = key_a();
+    let issuer = TestIssuer::start(&[&key]).await;
+    // The samples as shipped: each one's audience is its own Polis connection's client id.
+    let (app, _providers) = spawn_bridge_app(&issuer, |_, _| {}).await;
+    let acme_admin = bridge_token(&issuer, &key, "claims-polis", "okta-acme", "admin");
+
+    let as_other = app.provision_token("onelogin-initech", &acme_admin).await;
+
+    assert_refused(
+        &app,
+        &as_other,
+        401,
+        r#"none of which is a configured audience ["tenant=onelogin-initech&product=kratos"]"#,
+    );
+    assert!(app.kratos.identities().is_empty());
+    let as_itself = app.provision_token("okta-acme", &acme_admin).await;
+    assert_eq!(
+        (as_itself.status, as_itself.body["action"].as_str()),
+        (200, Some("created")),
+        "{}",
+        as_itself.body
+    );
+}
+
+#[actix_web::test]
+async fn behind_one_client_id_a_required_claim_ties_the_token_to_its_provider() {
+    let key = key_a();
+    let issuer = TestIssuer::start(&[&key]).await;
+    // SATOSA-style: one client id for every connection; Globex is bound by its Entra directory.
+    let tenant_id = "http://schemas.microsoft.com/identity/claims/tenantid";
+    let (app, _providers) = spawn_bridge_app(&issuer, |id, token| {
+        token.insert(
+            "audiences".into(),
+            toml::Value::Array(vec!["kratos".into()]),
+        );
+        if id == "entra-globex" {
+            let mut required = toml::Table::new();
+            required.insert("claim".into(), toml::Value::Array(vec![tenant_id.into()]));
+            required.insert(
+                "equals".into(),
+                "5f1c0b9e-3d2a-4c1e-9a8b-7c6d5e4f3a21".into(),
+            );
+            token.insert(
+                "require".into(),
+                toml::Value::Array(vec![toml::Value::Table(required)]),
+            );
+        }
+    })
+    .await;
+    let acme_admin = bridge_token(&issuer, &key, "claims-satosa", "okta-acme", "admin");
+    let other_directory = bridge_token(
+        &issuer,
+        &key,
+        "claims-satosa",
+        "entra-globex",
+        "other-directory",
+    );
+
+    let acme_as_globex = app.provision_token("entra-globex", &acme_admin).await;
+    let spy = app.provision_token("entra-globex", &other_directory).await;
+
+    let reason = |problem: &str| {
+        format!(
+            "the ID token's claim `{tenant_id}` {problem}, so the token does not belong to this provider"
+        )
+    };
+    assert_refused(&app, &acme_as_globex, 401, &reason("is missing"));
+    assert_refused(
+        &app,
+        &spy,
+        401,
+        &reason("holds another value than the one required"),
+    );
+    assert!(
+        !message(&spy).contains("99999999"),
+        "the claim's value is shown: {}",
+        message(&spy)
+    );
+    assert!(app.kratos.identities().is_empty());
+    let globex_admin = bridge_token(&issuer, &key, "claims-satosa", "entra-globex", "admin");
+    let own = app.provision_token("entra-globex", &globex_admin).await;
+    assert_eq!(
+        (own.status, own.body["action"].as_str()),
+        (200, Some("created")),
+        "{}",
+        own.body
+    );
+}
