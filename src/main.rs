@@ -44,7 +44,7 @@ enum Command {
         /// The claims object as JSON; `-` reads standard input.
         claims: PathBuf,
     },
-    /// Print the Kratos-side claims mapper for a provider (its mapper, carrying the claims to the hooks).
+    /// Print the Kratos-side claims mapper for a provider in web hook mode (it carries the claims to the hooks).
     KratosMapper {
         /// The provider: its folder name under `--dir`.
         #[arg(long)]
@@ -54,10 +54,14 @@ enum Command {
         dir: PathBuf,
         /// For a Kratos that passes `std.extVar('identity')` to its mappers (Kratos master, the
         /// enterprise build ≥ v26.2.2): needed with `update_identity_on_login: automatic`.
-        /// Without it the mapper reads the identity of a registration, which is when Kratos
-        /// v26.2.0 (no such variable) runs it.
+        /// Without it the carrier reads only the claims, as Kratos v26.2.0 (no such variable)
+        /// passes them.
         #[arg(long)]
         identity_from_kratos: bool,
+        /// The identity schema whose required traits the placeholders satisfy (default: the
+        /// built-in one, deploy/kratos/identity.schema.json).
+        #[arg(long)]
+        identity_schema: Option<PathBuf>,
     },
     /// Serve the provisioning API (`POST /v1/provision`) and the Kratos web hooks.
     Serve {
@@ -124,13 +128,14 @@ fn main() -> ExitCode {
             provider,
             dir,
             identity_from_kratos,
+            identity_schema,
         } => {
             let identity = if identity_from_kratos {
                 IdentityVar::FromKratos
             } else {
                 IdentityVar::Registration
             };
-            run_kratos_mapper(&dir, &provider, identity)
+            run_kratos_mapper(&dir, &provider, identity, identity_schema.as_deref())
         }
         #[cfg(feature = "standin")]
         Command::Standin { listen } => serve::run_standin(listen),
@@ -160,13 +165,20 @@ fn run_kratos_mapper(
     dir: &Path,
     provider: &str,
     identity: IdentityVar,
+    schema: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
-    let path = dir.join(provider).join("mapper.jsonnet");
-    let source =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let settings = dir.join(provider).join("provider.toml");
+    anyhow::ensure!(
+        settings.is_file(),
+        "{} does not exist: no provider {provider} under {}",
+        settings.display(),
+        dir.display()
+    );
+    let placeholder =
+        kratos_jit::carrier::placeholder_traits(schema).map_err(anyhow::Error::msg)?;
     print!(
         "{}",
-        kratos_jit::carrier::kratos_mapper(provider, &source, identity)
+        kratos_jit::carrier::kratos_mapper(provider, &placeholder, identity)
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -1,8 +1,10 @@
 //! What kratos-jit ships to wire it into Kratos, checked so that an edit cannot break it silently:
-//! `deploy/kratos/kratos.yml` against Kratos's configuration schema and against the facts the
-//! hooks depend on (docs/kratos.md §1), the generated Kratos-side claims mappers against the
-//! providers they come from, the web hook body templates against Kratos's `ctx`
-//! (tests/fixtures/kratos-webhooks/), and `docker-compose.yml`'s images and mounts.
+//! both Kratos configurations — `deploy/kratos/kratos.yml` (hop mode, docs/hop.md) and
+//! `deploy/kratos/kratos.hooks.yml` (web hook mode, docs/kratos.md §1) — against Kratos's
+//! configuration schemas (v26.2.0's and master's) and against the facts each mode depends on,
+//! the generated Kratos-side claims mappers (never failing, whatever the claims), the web hook
+//! body templates against Kratos's `ctx` (tests/fixtures/kratos-webhooks/), and
+//! `docker-compose.yml`'s images, mounts and hop wiring.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -12,8 +14,7 @@ use jrsonnet_evaluator::manifest::JsonFormat;
 use jrsonnet_evaluator::tla::{TlaArg, apply_tla};
 use jrsonnet_evaluator::trace::PathResolver;
 use jrsonnet_evaluator::{State, Val};
-use kratos_jit::mapper::{Evaluator, Limits, MapperError, MapperSource, empty_identity};
-use kratos_jit::provider::{Fixture, Providers};
+use kratos_jit::provider::Providers;
 use serde::Deserialize as _;
 use serde_json::{Value, json};
 
@@ -40,8 +41,35 @@ fn yaml_file(path: &Path) -> Value {
     serde_saphyr::from_str(&read(path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// The web hook mode configuration.
 fn kratos_yml() -> Value {
+    yaml_file(&repo().join("deploy/kratos/kratos.hooks.yml"))
+}
+
+/// The hop mode configuration, the one the local stack runs.
+fn hop_yml() -> Value {
     yaml_file(&repo().join("deploy/kratos/kratos.yml"))
+}
+
+/// Every Kratos configuration shipped: `deploy/kratos/kratos*.yml`.
+fn shipped_configs() -> Vec<(String, Value)> {
+    let mut configs: Vec<(String, Value)> = std::fs::read_dir(repo().join("deploy/kratos"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| {
+            let name = path.file_name().unwrap().to_string_lossy();
+            name.starts_with("kratos") && name.ends_with(".yml")
+        })
+        .map(|path| (path.display().to_string(), yaml_file(&path)))
+        .collect();
+    configs.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        configs.len(),
+        2,
+        "{:?}",
+        configs.iter().map(|c| &c.0).collect::<Vec<_>>()
+    );
+    configs
 }
 
 fn compose() -> Value {
@@ -95,7 +123,7 @@ fn str_at<'a>(value: &'a Value, pointer: &str) -> &'a str {
 /// outside itself, `ory://tracing-config` (ory/x's tracing schema, which tests/fixtures/ does
 /// not hold), is served as `false`: kratos.yml configures no tracing, and one that did would be
 /// refused here rather than accepted unchecked.
-fn kratos_config_validator() -> jsonschema::Validator {
+fn kratos_config_validator(schema_file: &str) -> jsonschema::Validator {
     struct OryRefs;
     impl jsonschema::Retrieve for OryRefs {
         fn retrieve(
@@ -108,7 +136,7 @@ fn kratos_config_validator() -> jsonschema::Validator {
             }
         }
     }
-    let schema = json_file(&fixtures().join("kratos/config.schema.json"));
+    let schema = json_file(&fixtures().join("kratos").join(schema_file));
     jsonschema::options()
         .should_validate_formats(true)
         .with_retriever(OryRefs)
@@ -123,60 +151,77 @@ fn schema_violations(validator: &jsonschema::Validator, config: &Value) -> Vec<S
         .collect()
 }
 
+/// Kratos v26.2.0's configuration schema (the release the stack runs) and master's.
+const CONFIG_SCHEMAS: [&str; 2] = ["config.schema-v26.2.0.json", "config.schema.json"];
+
 #[test]
-fn kratos_yml_is_valid_against_kratos_configuration_schema() {
-    let violations = schema_violations(&kratos_config_validator(), &kratos_yml());
-    assert!(
-        violations.is_empty(),
-        "deploy/kratos/kratos.yml:\n{}",
-        violations.join("\n")
-    );
+fn every_shipped_kratos_yml_is_valid_against_kratos_configuration_schemas() {
+    for schema in CONFIG_SCHEMAS {
+        let validator = kratos_config_validator(schema);
+        for (file, config) in shipped_configs() {
+            let violations = schema_violations(&validator, &config);
+            assert!(
+                violations.is_empty(),
+                "{file} against {schema}:\n{}",
+                violations.join("\n")
+            );
+        }
+    }
 }
 
 #[test]
 fn the_schema_check_refuses_a_misspelt_provider_key_and_an_unchecked_tracing_section() {
-    let validator = kratos_config_validator();
+    for schema in CONFIG_SCHEMAS {
+        let validator = kratos_config_validator(schema);
 
-    let mut misspelt = kratos_yml();
-    let provider = misspelt
-        .pointer_mut("/selfservice/methods/oidc/config/providers/0")
-        .unwrap()
-        .as_object_mut()
-        .unwrap();
-    let mapper = provider.remove("mapper_url").unwrap();
-    provider.insert("mapper_uri".into(), mapper);
-    assert!(!schema_violations(&validator, &misspelt).is_empty());
+        let mut misspelt = kratos_yml();
+        let provider = misspelt
+            .pointer_mut("/selfservice/methods/oidc/config/providers/0")
+            .unwrap()
+            .as_object_mut()
+            .unwrap();
+        let mapper = provider.remove("mapper_url").unwrap();
+        provider.insert("mapper_uri".into(), mapper);
+        assert!(!schema_violations(&validator, &misspelt).is_empty());
 
-    let mut tracing = kratos_yml();
-    tracing["tracing"] = json!({"provider": "otel"});
-    assert!(!schema_violations(&validator, &tracing).is_empty());
+        let mut tracing = kratos_yml();
+        tracing["tracing"] = json!({"provider": "otel"});
+        assert!(!schema_violations(&validator, &tracing).is_empty());
+
+        let mut pkce = hop_yml();
+        pkce["selfservice"]["methods"]["oidc"]["config"]["providers"][0]["pkce"] = json!("always");
+        assert!(!schema_violations(&validator, &pkce).is_empty());
+    }
 }
 
 #[test]
 fn every_sample_provider_is_a_kratos_oidc_provider_running_its_generated_mapper() {
-    let providers = oidc_providers(&kratos_yml());
-    let configured: BTreeSet<String> = providers
-        .iter()
-        .map(|p| str_at(p, "/id").to_owned())
-        .collect();
-    assert_eq!(configured, provider_ids());
-    for provider in &providers {
-        let id = str_at(provider, "/id");
-        assert_eq!(str_at(provider, "/provider"), "generic", "{id}");
-        let mapper_url = str_at(provider, "/mapper_url");
-        assert_eq!(
-            mapper_url,
-            format!("{KRATOS_CONFIG_DIR}mappers/{id}.jsonnet"),
-            "{id}"
-        );
-        assert!(deployed_file(mapper_url).is_file(), "{mapper_url}");
-        let scope: Vec<&str> = provider["scope"]
-            .as_array()
-            .unwrap_or_else(|| panic!("{id} has no scope"))
+    for (hop, config) in [(false, kratos_yml()), (true, hop_yml())] {
+        let providers = oidc_providers(&config);
+        let configured: BTreeSet<String> = providers
             .iter()
-            .filter_map(Value::as_str)
+            .map(|p| str_at(p, "/id").to_owned())
             .collect();
-        assert_eq!(scope, ["openid", "email", "profile"], "{id}");
+        assert_eq!(configured, provider_ids());
+        for provider in &providers {
+            let id = str_at(provider, "/id");
+            assert_eq!(str_at(provider, "/provider"), "generic", "{id}");
+            let mapper_url = str_at(provider, "/mapper_url");
+            let mapper = if hop { "hop" } else { id };
+            assert_eq!(
+                mapper_url,
+                format!("{KRATOS_CONFIG_DIR}mappers/{mapper}.jsonnet"),
+                "{id}"
+            );
+            assert!(deployed_file(mapper_url).is_file(), "{mapper_url}");
+            let scope: Vec<&str> = provider["scope"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{id} has no scope"))
+                .iter()
+                .filter_map(Value::as_str)
+                .collect();
+            assert_eq!(scope, ["openid", "email", "profile"], "{id}");
+        }
     }
 }
 
@@ -186,13 +231,18 @@ fn the_generated_kratos_side_mappers_are_up_to_date() {
         .unwrap()
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    let expected: BTreeSet<String> = provider_ids()
+    let mut expected: BTreeSet<String> = provider_ids()
         .iter()
         .map(|id| format!("{id}.jsonnet"))
         .collect();
+    expected.insert("hop.jsonnet".into());
     assert_eq!(
         committed, expected,
-        "deploy/kratos/mappers/ must hold exactly one generated mapper per provider in mappers/"
+        "deploy/kratos/mappers/ must hold exactly one generated mapper per provider in mappers/, and hop.jsonnet"
+    );
+    assert!(
+        read(&repo().join("deploy/kratos/mappers/hop.jsonnet")) == kratos_jit::carrier::HOP_MAPPER,
+        "deploy/kratos/mappers/hop.jsonnet is not kratos_jit::carrier::HOP_MAPPER"
     );
 
     let config = kratos_yml();
@@ -233,103 +283,99 @@ fn sample_providers() -> Providers {
         .0
 }
 
-/// Every provider's registration fixtures: the cases without a current identity, the login that
-/// creates it.
-fn registration_fixtures(providers: &Providers) -> impl Iterator<Item = (&str, &Fixture)> {
-    providers.iter().flat_map(|provider| {
-        provider
-            .fixtures
-            .iter()
-            .filter(|fixture| fixture.identity.is_none())
-            .map(|fixture| (provider.id.as_str(), fixture))
-    })
-}
-
-/// A Kratos-side mapper's identity without the carried claims: what the provider's own mapper
-/// gave.
-fn without_carried_claims(mut identity: Value) -> Value {
-    let public = identity["metadata_public"]
-        .as_object_mut()
-        .expect("the carrier always writes metadata_public");
-    assert!(
-        public.remove("kratos_jit_claims").is_some(),
-        "no carried claims"
-    );
-    if public.is_empty() {
-        identity.as_object_mut().unwrap().remove("metadata_public");
-    }
-    identity
-}
-
-/// Kratos v26.2.0 binds only `claims` and runs the mapper only at registration. There each
-/// committed Kratos-side mapper must give what kratos-jit's own evaluation of the provider's
-/// mapper gives (with the empty identity of a registration): the same identity, or the same
-/// refusal. entra-globex reads `std.extVar('identity')` on group overage, which Kratos v26.2.0
-/// does not define.
-#[test]
-fn every_kratos_side_mapper_maps_a_registration_as_kratos_jit_does_in_kratos_v26_2_0() {
-    let providers = sample_providers();
-    assert!(
-        registration_fixtures(&providers)
-            .any(|(_, fixture)| fixture.name == "group-overage-new-user"),
-        "the entra-globex overage case is among the fixtures"
-    );
-    let sources: Vec<MapperSource> = providers.iter().map(|p| p.mapper.clone()).collect();
-    let evaluator = Evaluator::new(&sources, Limits::default()).unwrap();
-    for (id, fixture) in registration_fixtures(&providers) {
-        let case = fixture.claims_path.display();
-        let claims = &fixture.claims;
-        let ours = evaluator.evaluate(id, claims, &empty_identity());
-        match (ours, kratos_side_mapping(id, claims)) {
-            (Ok(ours), Ok(kratos)) => {
-                assert_eq!(without_carried_claims(kratos), ours["identity"], "{case}")
-            }
-            (Err(MapperError::Denied { message, .. }), Err(kratos)) => {
-                assert!(kratos.contains(&message), "{case}: {kratos}")
-            }
-            (ours, kratos) => panic!("{case}: kratos-jit gave {ours:?}, Kratos {kratos:?}"),
+/// Every claims file the project holds — the providers' fixtures and the three claims sets
+/// (hand-written, real Ory Polis, real SATOSA) — with its provider, plus claims of odd shapes.
+fn every_claims_case() -> Vec<(String, String, Value)> {
+    let mut cases = Vec::new();
+    for provider in sample_providers().iter() {
+        for fixture in &provider.fixtures {
+            let name = fixture.claims_path.display().to_string();
+            cases.push((
+                provider.id.as_str().to_owned(),
+                name,
+                fixture.claims.clone(),
+            ));
         }
     }
+    for set in ["claims", "claims-polis", "claims-satosa"] {
+        for id in provider_ids() {
+            let dir = fixtures().join(set).join(&id);
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries {
+                let path = entry.unwrap().path();
+                if path.extension().is_some_and(|e| e == "json") {
+                    cases.push((id.clone(), path.display().to_string(), json_file(&path)));
+                }
+            }
+        }
+    }
+    for odd in [
+        json!({}),
+        json!({"sub": "s", "iss": "i"}),
+        json!({"sub": "s", "iss": "i", "raw_claims": {"email": ["a@b.example", 1], "groups": null, "kratos_jit_identity": 7}}),
+    ] {
+        for id in provider_ids() {
+            cases.push((id, format!("odd claims {odd}"), odd.clone()));
+        }
+    }
+    assert!(cases.len() > 50, "only {} claims cases", cases.len());
+    cases
 }
 
-/// The same with go-jsonnet, the engine Kratos embeds (scripts/gojsonnet-eval.py).
+/// Kratos v26.2.0 binds only `claims` and runs the mapper only at registration. Whatever the
+/// claims, each committed Kratos-side mapper must succeed (a failure there is Kratos's error
+/// page with a Jsonnet stack trace, docs/hop.md §4), give traits the identity schema accepts
+/// (Kratos validates them before the hooks run) and carry exactly the claims — so every decision,
+/// a refusal included, is the registration hook's.
 #[test]
-fn every_kratos_side_mapper_maps_a_registration_alike_in_go_jsonnet() {
-    let go_jsonnet = |args: &[&str]| {
+fn every_kratos_side_mapper_succeeds_for_every_claims_case_and_carries_the_claims() {
+    let schemas = kratos_jit::schema::IdentitySchemas::builtin();
+    for (id, case, claims) in every_claims_case() {
+        let identity = kratos_side_mapping(&id, &claims)
+            .unwrap_or_else(|e| panic!("{id} {case}: Kratos's mapper failed: {e}"));
+        schemas
+            .validate_traits("default", &identity["traits"])
+            .unwrap_or_else(|e| panic!("{id} {case}: {e}"));
+        assert_eq!(
+            identity["metadata_public"],
+            json!({"kratos_jit_claims": {"provider": id, "claims": claims}}),
+            "{case}"
+        );
+        assert_eq!(identity.as_object().unwrap().len(), 2, "{case}: {identity}");
+    }
+}
+
+/// The same with go-jsonnet, the engine Kratos embeds (scripts/gojsonnet-eval.py), for the
+/// providers' registration fixtures and the real bridges' claims.
+#[test]
+fn every_kratos_side_mapper_succeeds_alike_in_go_jsonnet() {
+    let dir = std::env::temp_dir().join(format!("deploy-gojsonnet-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (n, (id, case, claims)) in every_claims_case().into_iter().enumerate() {
+        let file = dir.join(format!("{n}.json"));
+        std::fs::write(&file, claims.to_string()).unwrap();
+        let carrier = format!("deploy/kratos/mappers/{id}.jsonnet");
         let out = Command::new("python3")
             .arg("scripts/gojsonnet-eval.py")
-            .args(args)
+            .args(["--no-identity", &carrier, file.to_str().unwrap()])
             .current_dir(repo())
             .output()
             .expect("python3 runs");
         assert!(
-            out.status.code() != Some(2),
-            "gojsonnet-eval.py {args:?}: {}",
+            out.status.success(),
+            "{id} {case}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        out.status
-            .success()
-            .then(|| serde_json::from_slice::<Value>(&out.stdout).unwrap())
-    };
-    let providers = sample_providers();
-    for (id, fixture) in registration_fixtures(&providers) {
-        let claims = fixture.claims_path.to_str().unwrap();
-        let mapper = format!("mappers/{id}/mapper.jsonnet");
-        let carrier = format!("deploy/kratos/mappers/{id}.jsonnet");
-        // The provider's mapper as Kratos master runs it at registration, and the committed
-        // Kratos-side mapper as Kratos v26.2.0 runs it.
-        let reference = go_jsonnet(&[&mapper, claims]);
-        let kratos = go_jsonnet(&["--no-identity", &carrier, claims]);
-        match (reference, kratos) {
-            (Some(reference), Some(kratos)) => assert_eq!(
-                without_carried_claims(kratos["identity"].clone()),
-                reference["identity"],
-                "{claims}"
-            ),
-            (None, None) => {}
-            (reference, kratos) => panic!("{claims}: {reference:?} against {kratos:?}"),
-        }
+        let kratos: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            kratos["identity"],
+            kratos_side_mapper(&id, &claims),
+            "{case}"
+        );
     }
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// `hook` calls kratos-jit's `path` with `template` the way the hooks need.
@@ -375,7 +421,7 @@ fn the_login_hook_runs_under_login_after_oidc() {
 }
 
 #[test]
-fn every_file_kratos_yml_names_is_in_deploy_kratos() {
+fn every_file_a_shipped_kratos_yml_names_is_in_deploy_kratos() {
     fn urls(value: &Value, found: &mut Vec<String>) {
         match value {
             Value::String(s) if s.starts_with("file://") => found.push(s.clone()),
@@ -388,7 +434,11 @@ fn every_file_kratos_yml_names_is_in_deploy_kratos() {
     urls(&kratos_yml(), &mut found);
     // The identity schema, one mapper per provider, two body templates.
     assert_eq!(found.len(), provider_ids().len() + 3, "{found:?}");
-    for url in found {
+    let mut hop = Vec::new();
+    urls(&hop_yml(), &mut hop);
+    // The identity schema and the hop mapper, named by every provider.
+    assert_eq!(hop.len(), provider_ids().len() + 1, "{hop:?}");
+    for url in found.into_iter().chain(hop) {
         assert!(deployed_file(&url).is_file(), "{url}");
     }
 }
@@ -473,6 +523,109 @@ fn the_providers_behind_polis_are_exactly_the_polis_connections_of_the_local_sta
         // Polis's `raw` SAML attributes, which the mappers read, come only from userinfo.
         assert_eq!(str_at(provider, "/claims_source"), "userinfo");
     }
+}
+
+/// Hop mode (docs/hop.md): every provider signs in with kratos-jit's hop for it, exactly at the
+/// issuer the stack gives kratos-jit, with PKCE forced and the client secret kratos-jit reads;
+/// Kratos registers nobody and calls no kratos-jit web hook; the upstream knows the hop's
+/// callback; the signing key is mounted where kratos-jit is told to read it.
+#[test]
+fn hop_mode_signs_in_through_the_hop_the_stack_runs() {
+    let (config, compose) = (hop_yml(), compose());
+    let kratos_jit = service(&compose, "kratos-jit");
+    let public_url = env(kratos_jit, "KRATOS_JIT__HOP__PUBLIC_URL");
+    assert!(!public_url.ends_with('/'), "{public_url}");
+    // Kratos (a container) and the browser both use the issuer: a name the compose network
+    // resolves to kratos-jit, on the port kratos-jit listens on and publishes on loopback.
+    let host = public_url
+        .strip_prefix("http://")
+        .and_then(|rest| rest.split_once(':'))
+        .map(|(host, port)| (host.to_owned(), port.to_owned()))
+        .expect("http://HOST:PORT");
+    let aliases = kratos_jit
+        .pointer("/networks/default/aliases")
+        .and_then(Value::as_array)
+        .expect("kratos-jit has network aliases");
+    assert!(aliases.contains(&json!(host.0)), "{host:?} is not an alias");
+    assert!(
+        host.0.ends_with(".localhost"),
+        "browsers resolve *.localhost only"
+    );
+    let ports = kratos_jit["ports"].as_array().unwrap();
+    assert!(
+        ports.contains(&json!(format!("127.0.0.1:{0}:{0}", host.1))),
+        "{ports:?}"
+    );
+    let secret = env(kratos_jit, "KRATOS_JIT_HOP_CLIENT_SECRET");
+    for provider in oidc_providers(&config) {
+        let id = str_at(&provider, "/id");
+        assert_eq!(
+            str_at(&provider, "/issuer_url"),
+            format!("{public_url}/hop/{id}")
+        );
+        assert_eq!(str_at(&provider, "/pkce"), "force", "{id}");
+        assert_eq!(str_at(&provider, "/client_secret"), secret, "{id}");
+        assert_eq!(str_at(&provider, "/client_id"), "kratos", "{id}");
+        // The claims come from the hop's id_token.
+        assert!(
+            provider
+                .get("claims_source")
+                .is_none_or(|s| s == "id_token"),
+            "{id}"
+        );
+        // Upstream secret of each provider, as its [hop.upstream] section names it.
+        let upstream = format!(
+            "KRATOS_JIT_UPSTREAM_{}_SECRET",
+            id.to_uppercase().replace('-', "_")
+        );
+        env(kratos_jit, &upstream);
+    }
+    assert_eq!(
+        config.pointer("/selfservice/flows/registration/enabled"),
+        Some(&json!(false))
+    );
+    assert!(config.pointer("/selfservice/flows/login/after").is_none());
+    assert!(
+        config
+            .pointer("/selfservice/flows/registration/after")
+            .is_none()
+    );
+    assert!(
+        !serde_json::to_string(&config)
+            .unwrap()
+            .contains("/v1/hooks/")
+    );
+
+    // The signing key kratos-jit is given is a mounted file of the repository.
+    let key = env(kratos_jit, "KRATOS_JIT__HOP__SIGNING_KEYS");
+    let mount = kratos_jit["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .find_map(|v| {
+            let (source, rest) = v.split_once(':')?;
+            let target = rest.trim_end_matches(":ro");
+            key.strip_prefix(target)
+                .map(|file| format!("{source}{file}"))
+        })
+        .expect("the signing key is in a mounted folder");
+    let pem = read(&repo().join(&mount));
+    assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"), "{mount}");
+
+    // Polis redirects to the hop's callback.
+    let setup = service(&compose, "polis-setup");
+    assert_eq!(env(setup, "HOP_PUBLIC_URL"), public_url);
+    let script = read(&repo().join("deploy/polis/setup-connections.mjs"));
+    assert!(script.contains("/hop/${c.tenant}/callback"));
+    assert!(script.contains("defaultRedirectUrl: hopCallback"));
+
+    // The stack runs hop mode unless told otherwise, and web hook mode on request.
+    let command = service(&compose, "kratos")["command"].to_string();
+    assert!(
+        command.contains("/etc/config/kratos/${KRATOS_CONFIG:-kratos.yml}"),
+        "{command}"
+    );
 }
 
 /// A jrsonnet state with the standard library and no import resolver (Kratos allows no imports).
@@ -579,7 +732,6 @@ fn the_registration_body_carries_the_mapped_identity_and_nothing_of_the_request(
             },
         })
     );
-    assert_eq!(body["identity"]["traits"]["role"], "admin");
     assert_no_request_data(&body, &ctx);
     let parsed: kratos_jit::http::hooks::body::HookBody = serde_json::from_value(body).unwrap();
     assert_eq!(parsed.identity.traits, mapped["traits"]);

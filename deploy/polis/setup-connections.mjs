@@ -1,5 +1,8 @@
 // Creates (or refreshes) one Ory Polis SAML connection per SAML provider of the local stack,
-// each trusting one realm of the test IdP (Keycloak). Run by the `polis-setup` service of
+// each trusting one realm of the test IdP (Keycloak). Its client (tenant=<provider>&product=…)
+// is kratos-jit's hop in hop mode, whose callback is <HOP_PUBLIC_URL>/hop/<provider>/callback,
+// and Kratos itself in web hook mode (deploy/kratos/kratos.hooks.yml): both redirect URLs are
+// registered, the hop's as the default. Run by the `polis-setup` service of
 // docker-compose.yml once Polis and the IdP are healthy; safe to run again (Polis keys a
 // connection by tenant, product and IdP entity id, and keeps its client secret on a re-create).
 //
@@ -11,8 +14,9 @@ const apiKey = process.env.POLIS_API_KEY;
 const idp = process.env.SAML_IDP_URL;
 const kratos = process.env.KRATOS_PUBLIC_URL;
 const product = process.env.POLIS_PRODUCT;
+const hop = process.env.HOP_PUBLIC_URL;
 
-for (const [name, value] of Object.entries({ POLIS_URL: polis, POLIS_API_KEY: apiKey, SAML_IDP_URL: idp, KRATOS_PUBLIC_URL: kratos, POLIS_PRODUCT: product })) {
+for (const [name, value] of Object.entries({ POLIS_URL: polis, POLIS_API_KEY: apiKey, SAML_IDP_URL: idp, KRATOS_PUBLIC_URL: kratos, POLIS_PRODUCT: product, HOP_PUBLIC_URL: hop })) {
   if (!value) {
     console.error(`polis-setup: ${name} is not set`);
     process.exit(2);
@@ -33,7 +37,9 @@ async function main() {
     if (!metadata.ok) {
       throw new Error(`${metadataUrl}: HTTP ${metadata.status}`);
     }
-    // Kratos's OIDC callback for the provider; with PKCE Kratos may use the provider-less one.
+    // The hop's callback (hop mode); Kratos's OIDC callback for the provider (web hook mode;
+    // with `pkce: force` Kratos would use the provider-less one).
+    const hopCallback = `${hop.replace(/\/+$/, '')}/hop/${c.tenant}/callback`;
     const callback = new URL('self-service/methods/oidc/callback', kratos).toString();
     const answer = await fetch(`${polis}/api/v1/sso`, {
       method: 'POST',
@@ -43,8 +49,8 @@ async function main() {
         product,
         name: c.name,
         rawMetadata: await metadata.text(),
-        defaultRedirectUrl: `${callback}/${c.tenant}`,
-        redirectUrl: [`${callback}/${c.tenant}`, callback],
+        defaultRedirectUrl: hopCallback,
+        redirectUrl: [hopCallback, `${callback}/${c.tenant}`, callback],
       }),
     });
     const text = await answer.text();

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use kratos_jit::carrier::{IdentityVar, kratos_mapper};
+use kratos_jit::carrier::{IdentityVar, kratos_mapper, placeholder_traits};
 use kratos_jit::mapper::{Evaluator, Limits, MapperSource, empty_identity};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -36,8 +36,8 @@ fn evaluate(code: &str, value: &Value) -> Value {
 /// The body Kratos sends to the registration hook for `claims` of `provider`: the shipped
 /// Kratos-side mapper's identity in the `ctx` fixture, through the shipped body template.
 fn registration_body(provider: &str, claims: &Value) -> Value {
-    let mapper = read(&manifest_dir().join(format!("mappers/{provider}/mapper.jsonnet")));
-    let carrier = kratos_mapper(provider, &mapper, IdentityVar::Registration);
+    let placeholder = placeholder_traits(None).unwrap();
+    let carrier = kratos_mapper(provider, &placeholder, IdentityVar::Registration);
     let mapped = evaluate(&carrier, claims)["identity"].clone();
     let mut ctx: Value = serde_json::from_str(&read(
         &fixtures_dir().join("kratos-webhooks/registration-oidc-ctx.json"),
@@ -49,10 +49,13 @@ fn registration_body(provider: &str, claims: &Value) -> Value {
     evaluate(&format!("({template})(std.extVar('claims'))"), &ctx)
 }
 
-/// A stale-claims login of the identity `id` (the hook answers 204 and writes nothing).
+/// A stale-claims login of the identity `id`, holding the traits kratos-jit gave it (the hook
+/// answers 204 and writes nothing).
 fn login_body(id: &str) -> Value {
     let claims = fixture("okta-acme", "admin");
     let mut body = registration_body("okta-acme", &claims);
+    let mapper = read(&manifest_dir().join("mappers/okta-acme/mapper.jsonnet"));
+    body["identity"]["traits"] = evaluate(&mapper, &claims)["identity"]["traits"].clone();
     body["identity"]["id"] = json!(id);
     body["session"] = json!({
         "authenticated_at": "2030-01-01T00:00:00Z",

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use kratos_jit::carrier::{CARRIED_CLAIMS_KEY, IdentityVar, kratos_mapper};
+use kratos_jit::carrier::{CARRIED_CLAIMS_KEY, IdentityVar, kratos_mapper, placeholder_traits};
 use kratos_jit::mapper::{Evaluator, Limits, MapperSource, empty_identity};
 use serde_json::{Value, json};
 
@@ -55,8 +55,9 @@ fn evaluate(name: &str, code: &str, value: &Value) -> Option<Value> {
     evaluator.evaluate("x", value, &empty_identity()).ok()
 }
 
-/// The `ctx` of `flow` holding the identity Kratos builds with the carrier mapper; `None` where
-/// the provider's mapper refuses the claims (Kratos stops such a login before any hook).
+/// The `ctx` of `flow`: at registration the identity Kratos builds with the carrier mapper
+/// (placeholder traits, the carried claims), at login the traits the provider's mapper gives
+/// (what kratos-jit wrote); `None` where the provider's mapper refuses the claims.
 fn ctx(flow: &str, provider: &str, claims: &Value) -> Option<Value> {
     let mapper = read(
         &manifest_dir()
@@ -64,13 +65,20 @@ fn ctx(flow: &str, provider: &str, claims: &Value) -> Option<Value> {
             .join(provider)
             .join("mapper.jsonnet"),
     );
-    let carrier = kratos_mapper(provider, &mapper, IdentityVar::Registration);
-    let mapped = evaluate("carrier.jsonnet", &carrier, claims)?["identity"].clone();
+    let decided = evaluate("mapper.jsonnet", &mapper, claims)?["identity"].clone();
+    let placeholder = placeholder_traits(None).unwrap();
+    let carrier = kratos_mapper(provider, &placeholder, IdentityVar::Registration);
+    let mapped =
+        evaluate("carrier.jsonnet", &carrier, claims).expect("the carrier never fails")["identity"]
+            .clone();
     let path = manifest_dir().join(format!(
         "tests/fixtures/kratos-webhooks/{flow}-oidc-ctx.json"
     ));
     let mut ctx: Value = serde_json::from_str(&read(&path)).unwrap();
-    ctx["identity"]["traits"] = mapped["traits"].clone();
+    ctx["identity"]["traits"] = match flow {
+        "login" => decided["traits"].clone(),
+        _ => mapped["traits"].clone(),
+    };
     ctx["identity"]["metadata_public"] = mapped["metadata_public"].clone();
     if let Some(session) = ctx.get_mut("session") {
         session["authentication_methods"][0]["provider"] = json!(provider);
