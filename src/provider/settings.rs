@@ -18,6 +18,9 @@ use toml::de::{DeTable, DeValue};
 use super::diagnostic::{LineIndex, LoadError, did_you_mean};
 use crate::token::{IssuerSettings, check_transport, load_ca_bundle};
 
+mod hop;
+pub use hop::{ClientAuth, HopSettings, SecretSource, UpstreamSettings};
+
 /// A provider's settings (`provider.toml`), validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProviderSettings {
@@ -28,6 +31,8 @@ pub struct ProviderSettings {
     pub tenants: Vec<TenantBinding>,
     /// How `POST /v1/provision` verifies this provider's ID tokens; `None` refuses that endpoint.
     pub token: Option<IssuerSettings>,
+    /// kratos-jit as the OpenID Provider Kratos signs in with (`[hop]`); `None`: no hop.
+    pub hop: Option<HopSettings>,
 }
 
 impl ProviderSettings {
@@ -46,7 +51,7 @@ pub(super) struct ParsedSettings {
     pub tenant_positions: Vec<(usize, usize)>,
 }
 
-const ROOT_KEYS: &[&str] = &["schema_id", "jit", "tenants", "token"];
+const ROOT_KEYS: &[&str] = &["schema_id", "jit", "tenants", "token", "hop"];
 const JIT_KEYS: &[&str] = &["create", "update", "link_by_verified_email"];
 const TENANT_KEYS: &[&str] = &["id", "verified_domains"];
 const TOKEN_KEYS: &[&str] = &["issuer", "audiences", "jwks_url", "algorithms", "ca_bundle"];
@@ -149,6 +154,9 @@ impl Reader<'_, '_> {
         let token = self
             .table(root, "token", TOKEN_KEYS)
             .map(|t| self.token(&t, dir));
+        let hop = self
+            .table(root, "hop", hop::HOP_KEYS)
+            .and_then(|t| self.hop(&t, dir, root.get("token").is_some()));
         let (tenants, tenant_positions) = tenants?.into_iter().unzip();
         Some(ParsedSettings {
             settings: ProviderSettings {
@@ -156,6 +164,7 @@ impl Reader<'_, '_> {
                 jit,
                 tenants,
                 token: token.flatten(),
+                hop,
             },
             tenant_positions,
         })
