@@ -61,22 +61,7 @@ pub fn run(config_path: Option<&Path>, dev: bool) -> anyhow::Result<ExitCode> {
         );
     }
     // Development defaults come first so that the file and real variables still win.
-    let dev_defaults = dev.then(|| {
-        [
-            (
-                "KRATOS_JIT__API__TRUSTED_SECRETS",
-                DEV_API_SECRET.to_owned(),
-            ),
-            ("KRATOS_JIT__HOOKS__SECRETS", DEV_HOOK_SECRET.to_owned()),
-            (
-                "KRATOS_JIT__KRATOS__ADMIN_URL",
-                format!("http://{DEV_KRATOS}"),
-            ),
-            ("KRATOS_JIT__HOP__PUBLIC_URL", DEV_PUBLIC_URL.to_owned()),
-            ("KRATOS_JIT__HOP__SIGNING_KEYS", DEV_HOP_KEY.to_owned()),
-        ]
-        .map(|(k, v)| (k.to_owned(), v))
-    });
+    let dev_defaults = dev.then(dev_settings);
     let env = dev_defaults.into_iter().flatten().chain(std::env::vars());
     let mut config = match crate::config::load_from(config_path, env) {
         Ok(config) => config,
@@ -107,8 +92,8 @@ pub fn run(config_path: Option<&Path>, dev: bool) -> anyhow::Result<ExitCode> {
             })
         })
         .transpose()?;
-    if dev {
-        config.hop.dev = Some(dev_hop(&providers));
+    if let Some(listener) = &dev_upstream {
+        config.hop.dev = Some(dev_hop(&providers, listener.local_addr()?));
     }
     actix_web::rt::System::new().block_on(async move {
         let stand_in = dev_kratos.map(dev::start);
@@ -129,8 +114,32 @@ pub fn run(config_path: Option<&Path>, dev: bool) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// The development secrets for the `client_secret_env` names of the hop providers.
-fn dev_hop(providers: &crate::provider::Providers) -> crate::hop::DevUpstream {
+/// `serve --dev`'s settings, as `KRATOS_JIT__…` variables that the file and the real
+/// environment override.
+pub fn dev_settings() -> Vec<(String, String)> {
+    [
+        (
+            "KRATOS_JIT__API__TRUSTED_SECRETS",
+            DEV_API_SECRET.to_owned(),
+        ),
+        ("KRATOS_JIT__HOOKS__SECRETS", DEV_HOOK_SECRET.to_owned()),
+        (
+            "KRATOS_JIT__KRATOS__ADMIN_URL",
+            format!("http://{DEV_KRATOS}"),
+        ),
+        ("KRATOS_JIT__HOP__PUBLIC_URL", DEV_PUBLIC_URL.to_owned()),
+        ("KRATOS_JIT__HOP__SIGNING_KEYS", DEV_HOP_KEY.to_owned()),
+    ]
+    .map(|(k, v)| (k.to_owned(), v))
+    .into()
+}
+
+/// `serve --dev`'s hop: the upstream double at `upstream` for every hop provider, and the
+/// development secrets for the `client_secret_env` names those providers use.
+pub fn dev_hop(
+    providers: &crate::provider::Providers,
+    upstream: std::net::SocketAddr,
+) -> crate::hop::DevUpstream {
     use crate::provider::SecretSource;
     let mut secrets = Vec::new();
     for hop in providers.iter().filter_map(|p| p.settings.hop.as_ref()) {
@@ -144,10 +153,13 @@ fn dev_hop(providers: &crate::provider::Providers) -> crate::hop::DevUpstream {
         }
     }
     crate::hop::DevUpstream {
-        issuer: format!("http://{DEV_UPSTREAM}"),
+        issuer: format!("http://{upstream}"),
         secrets,
     }
 }
+
+#[cfg(feature = "standin")]
+pub use dev::start_upstream;
 
 #[cfg(feature = "standin")]
 mod dev {
@@ -158,7 +170,7 @@ mod dev {
     use crate::standin::upstream::{OpClient, OpShared, server};
     use crate::standin::{StandInState, run_until_stopped};
 
-    /// Starts the upstream double: one client per hop provider (its secret as the hop reads
+    /// Starts `serve --dev`'s upstream double (on the current actix system): one client per hop provider (its secret as the hop reads
     /// it), one user per fixture (`<provider>/<case>`, the fixture's `raw_claims`).
     pub fn start_upstream(
         listener: std::net::TcpListener,
@@ -166,7 +178,11 @@ mod dev {
         providers: &Providers,
     ) -> anyhow::Result<()> {
         let dev = config.hop.dev.as_ref();
-        let public_url = config.hop.public_url.as_deref().unwrap_or(super::DEV_PUBLIC_URL);
+        let public_url = config
+            .hop
+            .public_url
+            .as_deref()
+            .unwrap_or(super::DEV_PUBLIC_URL);
         let mut clients = Vec::new();
         let mut users = BTreeMap::new();
         for provider in providers {

@@ -125,8 +125,14 @@ async fn serve(
         keys.join("rsa-a.pem").display()
     );
     let mut env: Vec<(String, String)> = vec![
-        ("KRATOS_JIT__LISTEN".into(), listener.local_addr().unwrap().to_string()),
-        ("KRATOS_JIT__PROVIDERS".into(), providers.display().to_string()),
+        (
+            "KRATOS_JIT__LISTEN".into(),
+            listener.local_addr().unwrap().to_string(),
+        ),
+        (
+            "KRATOS_JIT__PROVIDERS".into(),
+            providers.display().to_string(),
+        ),
         ("KRATOS_JIT__KRATOS__ADMIN_URL".into(), kratos.base_url()),
         ("KRATOS_JIT__HOOKS__SECRETS".into(), HOOK_SECRET.into()),
         ("KRATOS_JIT__MAPPER__WORKERS".into(), "2".into()),
@@ -134,7 +140,11 @@ async fn serve(
         ("KRATOS_JIT__HOP__PUBLIC_URL".into(), public_url.into()),
         ("KRATOS_JIT__HOP__SIGNING_KEYS".into(), signing_keys),
     ];
-    env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    env.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
     drop(listener);
     let config = config::load_from(None, env).unwrap_or_else(|e| panic!("{e:?}"));
     let (providers, _) = Providers::load(&config.providers).unwrap_or_else(|e| panic!("{e:?}"));
@@ -211,9 +221,12 @@ impl Hop {
     /// The browser's trip from the RP's authorization request to the RP's callback.
     async fn sign_in(&self, rp: &Rp, login_hint: &str) -> (Authorization, Callback) {
         let authorization = rp.authorization(login_hint);
-        let location = follow(&self.browser, &authorization.url, &rp.config.redirect_uri, |u| {
-            u.to_owned()
-        })
+        let location = follow(
+            &self.browser,
+            &authorization.url,
+            &rp.config.redirect_uri,
+            |u| u.to_owned(),
+        )
         .await
         .unwrap_or_else(|(status, body)| panic!("{status}: {body}"));
         let callback = rp.callback(&authorization, &location);
@@ -258,7 +271,11 @@ async fn an_allowed_login_is_provisioned_before_the_rp_exchanges_its_code() {
     assert_eq!(identity["traits"]["role"], "admin");
     assert_eq!(identity["traits"]["tenant_id"], "tenant-acme");
     let tokens = rp.exchange(&code, &authorization.verifier).await.unwrap();
-    assert_eq!(tokens.attempts, ["client_secret_basic"], "basic works at once");
+    assert_eq!(
+        tokens.attempts,
+        ["client_secret_basic"],
+        "basic works at once"
+    );
     let claims = rp.verify(&tokens.id_token).await.unwrap();
     assert_eq!(claims["iss"], hop.issuer("okta-acme"));
     assert_eq!(claims["aud"], KRATOS_CLIENT);
@@ -269,9 +286,19 @@ async fn an_allowed_login_is_provisioned_before_the_rp_exchanges_its_code() {
         claims["kratos_jit_identity"]["verified_addresses"],
         json!([{"value": "ada@acme.example", "via": "email"}])
     );
-    let userinfo = rp.userinfo(&tokens.access_token, "ada@acme.example").await.unwrap();
-    assert_eq!(userinfo["kratos_jit_identity"], claims["kratos_jit_identity"]);
-    assert_eq!(hop.upstream.exchanges(), ["client_secret_post"], "as [hop.upstream] says");
+    let userinfo = rp
+        .userinfo(&tokens.access_token, "ada@acme.example")
+        .await
+        .unwrap();
+    assert_eq!(
+        userinfo["kratos_jit_identity"],
+        claims["kratos_jit_identity"]
+    );
+    assert_eq!(
+        hop.upstream.exchanges(),
+        ["client_secret_post"],
+        "as [hop.upstream] says"
+    );
 }
 
 #[actix_web::test]
@@ -294,7 +321,9 @@ async fn a_refused_login_reaches_the_rp_as_access_denied_with_the_reason_and_wri
 fn expectation(provider: &str, case: &str) -> Option<(Value, Option<Value>)> {
     let dir = manifest_dir().join("mappers").join(provider).join("tests");
     let read = |path: PathBuf| -> Option<Value> {
-        std::fs::read(path).ok().map(|b| serde_json::from_slice(&b).unwrap())
+        std::fs::read(path)
+            .ok()
+            .map(|b| serde_json::from_slice(&b).unwrap())
     };
     let expect = read(dir.join(format!("{case}.expect.json")))?;
     Some((expect, read(dir.join(format!("{case}.identity.json")))))
@@ -320,7 +349,10 @@ async fn every_claims_fixture_through_the_hop_has_the_outcome_kratos_jit_check_g
                 .await
                 .unwrap();
         }
-        let subject = fixture_claims(&provider, &case)["sub"].as_str().unwrap().to_owned();
+        let subject = fixture_claims(&provider, &case)["sub"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         if let Some(current) = &current {
             hop.kratos.insert_identity(json!({
                 "schema_id": "default",
@@ -350,7 +382,10 @@ async fn every_claims_fixture_through_the_hop_has_the_outcome_kratos_jit_check_g
             assert_eq!(carried["traits"], expected["traits"], "{label}");
             assert_eq!(
                 carried["verified_addresses"],
-                expected.get("verified_addresses").cloned().unwrap_or(json!([])),
+                expected
+                    .get("verified_addresses")
+                    .cloned()
+                    .unwrap_or(json!([])),
                 "{label}"
             );
             assert_eq!(
@@ -378,7 +413,11 @@ async fn a_code_is_used_once() {
     let replay = rp.exchange(&code, &authorization.verifier).await;
 
     assert_eq!(replay.unwrap_err(), "400 invalid_grant");
-    assert_eq!(hop.kratos.writes().len(), writes, "nothing more was written");
+    assert_eq!(
+        hop.kratos.writes().len(),
+        writes,
+        "nothing more was written"
+    );
 }
 
 #[actix_web::test]
@@ -394,13 +433,24 @@ async fn a_code_is_refused_with_another_redirect_uri_or_without_its_pkce_verifie
     for (verifier, uri) in [
         (Some(authorization.verifier.as_str()), other_uri),
         (None, rp.config.redirect_uri.as_str()),
-        (Some(wrong_verifier.as_str()), rp.config.redirect_uri.as_str()),
+        (
+            Some(wrong_verifier.as_str()),
+            rp.config.redirect_uri.as_str(),
+        ),
     ] {
         let refused = rp.exchange_with(&code, verifier, uri, HOP_SECRET).await;
-        assert_eq!(refused.unwrap_err(), "400 invalid_grant", "{verifier:?} {uri}");
+        assert_eq!(
+            refused.unwrap_err(),
+            "400 invalid_grant",
+            "{verifier:?} {uri}"
+        );
     }
 
-    assert_eq!(hop.kratos.writes().len(), writes, "nothing more was written");
+    assert_eq!(
+        hop.kratos.writes().len(),
+        writes,
+        "nothing more was written"
+    );
     let tokens = rp.exchange(&code, &authorization.verifier).await;
     assert!(tokens.is_ok(), "a refused attempt does not use the code up");
 }
@@ -429,7 +479,12 @@ async fn a_wrong_client_secret_is_refused_at_both_attempts() {
             .is_some_and(|v| v.to_str().unwrap().starts_with("Basic")),
     );
     let both = rp
-        .exchange_with(&code, Some(&authorization.verifier), &rp.config.redirect_uri, "wrong")
+        .exchange_with(
+            &code,
+            Some(&authorization.verifier),
+            &rp.config.redirect_uri,
+            "wrong",
+        )
         .await;
 
     assert_eq!(both.unwrap_err(), "401 invalid_client");
@@ -471,12 +526,19 @@ async fn a_forged_or_tampered_state_is_refused_and_nothing_is_written() {
     let rp = hop.rp("okta-acme").await;
     let authorization = rp.authorization("okta-acme/user");
     // To the upstream, and back towards the hop's callback.
-    let upstream = follow(&hop.browser, &authorization.url, &hop.upstream.issuer(), |u| u.to_owned())
-        .await
-        .unwrap();
-    let callback = follow(&hop.browser, &upstream, &hop.issuer("okta-acme"), |u| u.to_owned())
-        .await
-        .unwrap();
+    let upstream = follow(
+        &hop.browser,
+        &authorization.url,
+        &hop.upstream.issuer(),
+        |u| u.to_owned(),
+    )
+    .await
+    .unwrap();
+    let callback = follow(&hop.browser, &upstream, &hop.issuer("okta-acme"), |u| {
+        u.to_owned()
+    })
+    .await
+    .unwrap();
     let mut url = reqwest::Url::parse(&callback).unwrap();
     let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
     let state = pairs.iter().find(|(k, _)| k == "state").unwrap().1.clone();
@@ -516,7 +578,10 @@ async fn an_upstream_token_that_does_not_verify_is_refused_and_nothing_is_writte
         let (_, callback) = hop.sign_in(&rp, "okta-acme/admin").await;
         let (error, description) = error(callback);
         assert_eq!(error, "access_denied", "{tamper:?}");
-        assert!(description.contains("could not be verified"), "{tamper:?}: {description}");
+        assert!(
+            description.contains("could not be verified"),
+            "{tamper:?}: {description}"
+        );
     }
 
     assert_eq!(hop.kratos.writes(), vec![], "nothing was written");
@@ -528,7 +593,14 @@ async fn a_login_started_on_one_replica_finishes_on_another() {
     // A second replica: same stand-in, same keys, same providers, same public URL.
     let listener = free_listener();
     let second = format!("http://{}", listener.local_addr().unwrap());
-    serve(first._tree.path(), &first.kratos, listener, &first.address, &[]).await;
+    serve(
+        first._tree.path(),
+        &first.kratos,
+        listener,
+        &first.address,
+        &[],
+    )
+    .await;
     let rp = first.rp("okta-acme").await;
     let authorization = rp.authorization("okta-acme/admin");
     // The load balancer sends the callback and everything after it to the second replica.
@@ -540,9 +612,14 @@ async fn a_login_started_on_one_replica_finishes_on_another() {
         }
     };
 
-    let location = follow(&first.browser, &authorization.url, &rp.config.redirect_uri, to_second)
-        .await
-        .unwrap();
+    let location = follow(
+        &first.browser,
+        &authorization.url,
+        &rp.config.redirect_uri,
+        to_second,
+    )
+    .await
+    .unwrap();
     let code = code(rp.callback(&authorization, &location));
     let response = first
         .browser
@@ -568,7 +645,11 @@ async fn a_login_started_on_one_replica_finishes_on_another() {
     let body: Value = response.json().await.unwrap();
     let claims = rp.verify(body["id_token"].as_str().unwrap()).await.unwrap();
     assert_eq!(claims["kratos_jit_identity"]["traits"]["role"], "admin");
-    assert!(first.identity_for("okta-acme", "ada@acme.example").is_some());
+    assert!(
+        first
+            .identity_for("okta-acme", "ada@acme.example")
+            .is_some()
+    );
 }
 
 #[actix_web::test]
@@ -589,7 +670,8 @@ async fn an_upstream_token_endpoint_that_is_down_sends_the_user_back_with_an_err
 async fn a_slow_upstream_token_endpoint_sends_the_user_back_at_the_deadline() {
     let hop = spawn_hop_with(&[("KRATOS_JIT__HOP__LOGIN_DEADLINE", "500ms")]).await;
     let rp = hop.rp("okta-acme").await;
-    hop.upstream.set_fault(OpFault::TokenDelay(Duration::from_secs(5)));
+    hop.upstream
+        .set_fault(OpFault::TokenDelay(Duration::from_secs(5)));
 
     let (_, callback) = hop.sign_in(&rp, "okta-acme/admin").await;
 
@@ -619,7 +701,11 @@ async fn kratos_being_down_sends_the_user_back_with_an_error_and_nothing_written
         "{error}"
     );
     assert!(description.contains("Nothing was changed"), "{description}");
-    assert_eq!(hop.kratos.identities(), Vec::<Value>::new(), "nothing was written");
+    assert_eq!(
+        hop.kratos.identities(),
+        Vec::<Value>::new(),
+        "nothing was written"
+    );
 }
 
 #[actix_web::test]
@@ -676,7 +762,10 @@ async fn discovery_and_jwks_describe_the_hop_as_kratos_reads_them() {
     let discovery = &rp.discovery;
 
     assert_eq!(discovery["issuer"], hop.issuer("entra-globex"));
-    assert_eq!(discovery["code_challenge_methods_supported"], json!(["S256"]));
+    assert_eq!(
+        discovery["code_challenge_methods_supported"],
+        json!(["S256"])
+    );
     assert_eq!(
         discovery["token_endpoint_auth_methods_supported"],
         json!(["client_secret_basic", "client_secret_post"])
@@ -696,12 +785,115 @@ async fn discovery_and_jwks_describe_the_hop_as_kratos_reads_them() {
         .unwrap();
     let keys = jwks["keys"].as_array().unwrap();
     assert_eq!(keys.len(), 2, "every configured key is published");
-    assert!(keys.iter().all(|k| k["use"] == "sig" && k.get("d").is_none()));
+    assert!(
+        keys.iter()
+            .all(|k| k["use"] == "sig" && k.get("d").is_none())
+    );
     let unknown = hop
         .browser
-        .get(format!("{}/hop/nobody/.well-known/openid-configuration", hop.address))
+        .get(format!(
+            "{}/hop/nobody/.well-known/openid-configuration",
+            hop.address
+        ))
         .send()
         .await
         .unwrap();
     assert_eq!(unknown.status(), 404);
+}
+
+#[actix_web::test]
+async fn serve_dev_signs_a_sample_user_in_through_its_embedded_upstream_double() {
+    use kratos_jit::serve;
+    let kratos = StandIn::start().unwrap();
+    let listener = free_listener();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let upstream = free_listener();
+    // `serve --dev`'s settings, with the ports of this test instead of the fixed ones.
+    let env = serve::dev_settings().into_iter().chain([
+        (
+            "KRATOS_JIT__LISTEN".to_owned(),
+            listener.local_addr().unwrap().to_string(),
+        ),
+        (
+            "KRATOS_JIT__KRATOS__ADMIN_URL".to_owned(),
+            kratos.base_url(),
+        ),
+        ("KRATOS_JIT__HOP__PUBLIC_URL".to_owned(), address.clone()),
+        ("KRATOS_JIT__MAPPER__WORKERS".to_owned(), "2".to_owned()),
+    ]);
+    drop(listener);
+    let mut config = config::load_from(None, env).unwrap_or_else(|e| panic!("{e:?}"));
+    let (providers, _) = Providers::load(&config.providers).unwrap();
+    config.hop.dev = Some(serve::dev_hop(&providers, upstream.local_addr().unwrap()));
+    serve::start_upstream(upstream, &config, &providers).unwrap();
+    let app = Application::build(
+        &config,
+        providers,
+        WorkerProgram::new(env!("CARGO_BIN_EXE_kratos-jit")),
+    )
+    .unwrap();
+    actix_web::rt::spawn(app.run_until_stopped());
+    let rp = Rp::discover(RpConfig {
+        issuer: format!("{address}/hop/okta-acme"),
+        client_id: KRATOS_CLIENT.into(),
+        client_secret: serve::DEV_HOP_CLIENT_SECRET.into(),
+        redirect_uri: redirect_uri("okta-acme"),
+    })
+    .await
+    .unwrap();
+    let browser = rp::browser();
+    let authorization = rp.authorization("okta-acme/admin");
+
+    let location = follow(&browser, &authorization.url, &rp.config.redirect_uri, |u| {
+        u.to_owned()
+    })
+    .await
+    .unwrap_or_else(|(status, body)| panic!("{status}: {body}"));
+    let code = code(rp.callback(&authorization, &location));
+    let tokens = rp.exchange(&code, &authorization.verifier).await.unwrap();
+
+    let claims = rp.verify(&tokens.id_token).await.unwrap();
+    assert_eq!(claims["kratos_jit_identity"]["traits"]["role"], "admin");
+    assert_eq!(
+        kratos.identities().len(),
+        1,
+        "the stand-in holds the new identity"
+    );
+}
+
+#[test]
+fn check_reports_bad_hop_settings_with_their_line_and_column() {
+    let tree = tempfile::tempdir().unwrap();
+    copy_dir(
+        &manifest_dir().join("mappers/okta-acme"),
+        &tree.path().join("okta-acme"),
+    );
+    let path = tree.path().join("okta-acme/provider.toml");
+    let settings = std::fs::read_to_string(&path).unwrap().replace(
+        "token_endpoint_auth = \"client_secret_post\"",
+        "token_endpoint_auth = \"private_key_jwt\"",
+    );
+    std::fs::write(&path, settings).unwrap();
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_kratos-jit"))
+        .arg("check")
+        .arg(tree.path())
+        .output()
+        .unwrap();
+
+    assert!(!output.status.success());
+    let report = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    let line = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .position(|l| l.contains("private_key_jwt"))
+        .unwrap()
+        + 1;
+    assert!(
+        report.contains(&format!(
+            "provider.toml:{line}:23: `hop.upstream.token_endpoint_auth` is \"private_key_jwt\""
+        )),
+        "{report}"
+    );
 }

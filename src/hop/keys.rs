@@ -193,7 +193,7 @@ impl SigningKeys {
 
 /// A private key as parsed, before it is made ready to sign.
 enum Private {
-    Rsa(rsa::RsaPrivateKey),
+    Rsa(Box<rsa::RsaPrivateKey>),
     Ec(p256::SecretKey),
 }
 
@@ -235,14 +235,14 @@ fn parse_pem(text: &str) -> Result<Private, String> {
     match label {
         "PRIVATE KEY" => {
             if let Ok(key) = rsa::RsaPrivateKey::from_pkcs8_pem(text) {
-                return Ok(Private::Rsa(key));
+                return Ok(Private::Rsa(Box::new(key)));
             }
             p256::SecretKey::from_pkcs8_pem(text).map(Private::Ec).map_err(|_| {
                 "is a PKCS#8 key that is neither RSA nor EC P-256 (or it is damaged); use RS256 (RSA) or ES256 (P-256) keys".to_owned()
             })
         }
         "RSA PRIVATE KEY" => rsa::RsaPrivateKey::from_pkcs1_pem(text)
-            .map(Private::Rsa)
+            .map(|key| Private::Rsa(Box::new(key)))
             .map_err(|e| format!("is not a readable PKCS#1 RSA private key ({e})")),
         "EC PRIVATE KEY" => p256::SecretKey::from_sec1_pem(text)
             .map(Private::Ec)
@@ -296,7 +296,7 @@ fn parse_jwk(text: &str) -> Result<(Private, Option<String>), String> {
             let (n, e, d, p, q) = (part("n")?, part("e")?, part("d")?, part("p")?, part("q")?);
             let key = rsa::RsaPrivateKey::from_components(n, e, d, vec![p, q])
                 .map_err(|e| format!("is an RSA JWK whose parts do not form a key ({e})"))?;
-            Ok((Private::Rsa(key), alg))
+            Ok((Private::Rsa(Box::new(key)), alg))
         }
         Some("EC") => {
             if string("crv") != Some("P-256") {
@@ -336,7 +336,7 @@ fn ready(private: Private) -> Result<SigningKey, String> {
             let pkcs1 = key
                 .to_pkcs1_der()
                 .map_err(|e| format!("cannot be encoded ({e})"))?;
-            let pkcs8 = rsa::pkcs8::EncodePrivateKey::to_pkcs8_der(key)
+            let pkcs8 = rsa::pkcs8::EncodePrivateKey::to_pkcs8_der(key.as_ref())
                 .map_err(|e| format!("cannot be encoded ({e})"))?;
             (
                 KeyAlgorithm::Rs256,
@@ -382,7 +382,7 @@ pub fn generate(alg: KeyAlgorithm, out: &Path) -> Result<String, String> {
                 .map_err(|e| format!("cannot generate an RSA key ({e})"))?;
             let pem = rsa::pkcs8::EncodePrivateKey::to_pkcs8_pem(&key, LineEnding::LF)
                 .map_err(|e| format!("cannot encode the key ({e})"))?;
-            (pem, Private::Rsa(key))
+            (pem, Private::Rsa(Box::new(key)))
         }
         KeyAlgorithm::Es256 => {
             let key = p256::SecretKey::random(&mut rng);

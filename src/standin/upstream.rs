@@ -133,7 +133,9 @@ impl OpShared {
     }
 
     pub fn insert_user(&self, login_hint: &str, claims: Value) {
-        lock(&self.inner).users.insert(login_hint.to_owned(), claims);
+        lock(&self.inner)
+            .users
+            .insert(login_hint.to_owned(), claims);
     }
 
     /// How each token request so far authenticated.
@@ -200,7 +202,10 @@ async fn authorize(request: HttpRequest, op: web::Data<Arc<OpShared>>) -> HttpRe
     }
     let state = get("state");
     if get("response_type") != "code" || get("code_challenge_method") != "S256" {
-        return redirect(redirect_uri, &[("error", "invalid_request"), ("state", state)]);
+        return redirect(
+            redirect_uri,
+            &[("error", "invalid_request"), ("state", state)],
+        );
     }
     let hint = get("login_hint");
     if hint == CANCEL_HINT {
@@ -248,7 +253,11 @@ fn form_decode(text: &str) -> String {
         .into_owned()
 }
 
-async fn token(request: HttpRequest, body: web::Bytes, op: web::Data<Arc<OpShared>>) -> HttpResponse {
+async fn token(
+    request: HttpRequest,
+    body: web::Bytes,
+    op: web::Data<Arc<OpShared>>,
+) -> HttpResponse {
     let fault = lock(&op.inner).fault;
     match fault {
         OpFault::TokenUnavailable => return token_error(503, "temporarily_unavailable"),
@@ -263,20 +272,23 @@ async fn token(request: HttpRequest, body: web::Bytes, op: web::Data<Arc<OpShare
         .and_then(|v| v.strip_prefix("Basic "))
         .and_then(|b| STANDARD.decode(b).ok())
         .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|s| s.split_once(':').map(|(i, p)| (form_decode(i), form_decode(p))));
+        .and_then(|s| {
+            s.split_once(':')
+                .map(|(i, p)| (form_decode(i), form_decode(p)))
+        });
     let (method, (id, secret)) = match (basic, form.get("client_secret")) {
         (Some(pair), None) => ("client_secret_basic", pair),
         (None, Some(secret)) => (
             "client_secret_post",
-            (form.get("client_id").cloned().unwrap_or_default(), secret.clone()),
+            (
+                form.get("client_id").cloned().unwrap_or_default(),
+                secret.clone(),
+            ),
         ),
         _ => return token_error(401, "invalid_client"),
     };
     lock(&op.inner).exchanges.push(method);
-    if !op
-        .client(&id)
-        .is_some_and(|c| c.client_secret == secret)
-    {
+    if op.client(&id).is_none_or(|c| c.client_secret != secret) {
         return token_error(401, "invalid_client");
     }
     let get = |name: &str| form.get(name).map(String::as_str).unwrap_or_default();
@@ -287,7 +299,10 @@ async fn token(request: HttpRequest, body: web::Bytes, op: web::Data<Arc<OpShare
         return token_error(400, "invalid_grant");
     };
     let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(get("code_verifier").as_bytes()));
-    if grant.client_id != id || grant.redirect_uri != get("redirect_uri") || grant.challenge != challenge {
+    if grant.client_id != id
+        || grant.redirect_uri != get("redirect_uri")
+        || grant.challenge != challenge
+    {
         return token_error(400, "invalid_grant");
     }
     let tamper = lock(&op.inner).tamper;

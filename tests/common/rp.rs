@@ -232,8 +232,13 @@ impl Rp {
     /// The exchange as golang/oauth2 does it without a known auth style: basic, then post on
     /// any error, with the same code.
     pub async fn exchange(&self, code: &str, verifier: &str) -> Result<Tokens, String> {
-        self.exchange_with(code, Some(verifier), &self.config.redirect_uri.clone(), &self.config.client_secret.clone())
-            .await
+        self.exchange_with(
+            code,
+            Some(verifier),
+            &self.config.redirect_uri.clone(),
+            &self.config.client_secret.clone(),
+        )
+        .await
     }
 
     pub async fn exchange_with(
@@ -258,7 +263,11 @@ impl Rp {
                 .map(str::to_owned);
             let body: Value = response.json().await.map_err(|e| e.to_string())?;
             if status == 200 {
-                assert_eq!(cache.as_deref(), Some("no-store"), "token answers are not cached");
+                assert_eq!(
+                    cache.as_deref(),
+                    Some("no-store"),
+                    "token answers are not cached"
+                );
                 assert_eq!(body["token_type"], "Bearer");
                 assert!(body["expires_in"].as_u64().is_some_and(|s| s > 0));
                 return Ok(Tokens {
@@ -349,7 +358,10 @@ impl Rp {
             return Err("userinfo's sub is not the ID token's".into());
         }
         // Userinfo carries no `iss`; the rest decodes as strictly as the ID token's claims.
-        let mut decoded = claims.as_object().ok_or("userinfo is not an object")?.clone();
+        let mut decoded = claims
+            .as_object()
+            .ok_or("userinfo is not an object")?
+            .clone();
         decoded.insert("iss".into(), self.config.issuer.clone().into());
         let _: StandardClaims = serde_json::from_value(Value::Object(decoded))
             .map_err(|e| format!("the userinfo claims do not decode: {e}"))?;

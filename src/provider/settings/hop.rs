@@ -279,3 +279,140 @@ impl Reader<'_, '_> {
         complete.then_some(uris)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::settings::parse;
+
+    const BASE: &str = r#"schema_id = "default"
+
+[[tenants]]
+id = "tenant-acme"
+verified_domains = ["acme.example"]
+
+[token]
+issuer = "https://sso.example.test"
+audiences = ["tenant=acme&product=kratos"]
+"#;
+
+    const HOP: &str = r#"
+[hop]
+client_id = "kratos"
+client_secret_env = "KRATOS_JIT_HOP_CLIENT_SECRET"
+redirect_uris = ["http://127.0.0.1:4433/self-service/methods/oidc/callback/okta-acme"]
+
+[hop.upstream]
+client_id = "tenant=acme&product=kratos"
+client_secret_file = "upstream-secret"
+"#;
+
+    /// Every problem of `text`, as `line:column: message`.
+    fn problems(text: &str) -> Vec<String> {
+        match parse(text, Path::new("provider.toml"), Path::new("/p")) {
+            Ok(_) => vec![],
+            Err(errors) => errors
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{}:{}: {}",
+                        e.line.unwrap_or(0),
+                        e.column.unwrap_or(0),
+                        e.message
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_hop_reads_with_its_defaults_and_secret_sources() {
+        let text = format!("{BASE}{HOP}");
+
+        let parsed = parse(&text, Path::new("provider.toml"), Path::new("/p")).unwrap();
+
+        let hop = parsed.settings.hop.unwrap();
+        assert_eq!(hop.client_id, "kratos");
+        assert_eq!(
+            hop.client_secret,
+            SecretSource::Env("KRATOS_JIT_HOP_CLIENT_SECRET".into())
+        );
+        assert_eq!(
+            hop.upstream.client_secret,
+            SecretSource::File(PathBuf::from("/p/upstream-secret"))
+        );
+        assert_eq!(
+            hop.upstream.token_endpoint_auth,
+            ClientAuth::ClientSecretBasic
+        );
+        assert_eq!(hop.upstream.scopes, ["openid", "email", "profile"]);
+    }
+
+    #[test]
+    fn a_hop_without_token_settings_or_upstream_is_refused() {
+        let without_token = format!("{}{HOP}", BASE.split("[token]").next().unwrap());
+        let without_upstream = format!("{BASE}{}", HOP.split("[hop.upstream]").next().unwrap());
+
+        let token = problems(&without_token);
+        let upstream = problems(&without_upstream);
+
+        assert!(
+            token
+                .iter()
+                .any(|p| p.contains("[hop] needs the provider's [token] section")),
+            "{token:?}"
+        );
+        assert!(
+            upstream
+                .iter()
+                .any(|p| p.contains("[hop.upstream] is missing")),
+            "{upstream:?}"
+        );
+    }
+
+    #[test]
+    fn bad_hop_values_are_reported_each_with_its_position() {
+        let text = format!("{BASE}{HOP}")
+            .replace(
+                "client_secret_env = \"KRATOS_JIT_HOP_CLIENT_SECRET\"",
+                "client_secret_env = \"not a name\"",
+            )
+            .replace("http://127.0.0.1:4433", "http://kratos.example")
+            .replace(
+                "client_secret_file = \"upstream-secret\"",
+                "client_secret_file = \"upstream-secret\"\nscopes = [\"email\"]\nsecret = \"inline\"",
+            );
+
+        let found = problems(&text);
+
+        let expected = [
+            "13:21: `hop.client_secret_env` is not an environment variable name",
+            "14:18: `hop.redirect_uris`: \"http://kratos.example/self-service/methods/oidc/callback/okta-acme\" must use https",
+            "19:10: `hop.upstream.scopes` must contain \"openid\"",
+            "20:1: unknown key `secret` in [hop.upstream]",
+        ];
+        for expected in expected {
+            assert!(
+                found.iter().any(|p| p.starts_with(expected)),
+                "{expected}\n{found:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_secret_named_twice_is_refused() {
+        let text = format!("{BASE}{HOP}").replace(
+            "client_secret_file = \"upstream-secret\"",
+            "client_secret_file = \"upstream-secret\"\nclient_secret_env = \"UPSTREAM\"",
+        );
+
+        let found = problems(&text);
+
+        assert!(
+            found
+                .iter()
+                .any(|p| p.contains("are both set: name one place for the secret")),
+            "{found:?}"
+        );
+    }
+}
