@@ -897,3 +897,35 @@ fn check_reports_bad_hop_settings_with_their_line_and_column() {
         "{report}"
     );
 }
+
+#[actix_web::test]
+async fn the_same_login_again_writes_nothing_and_a_role_removed_at_the_idp_is_lowered_at_the_next()
+{
+    let hop = spawn_hop().await;
+    let rp = hop.rp("okta-acme").await;
+    let (first, callback) = hop.sign_in(&rp, "okta-acme/admin").await;
+    rp.exchange(&code(callback), &first.verifier).await.unwrap();
+    let writes = hop.kratos.writes().len();
+
+    let (again, callback) = hop.sign_in(&rp, "okta-acme/admin").await;
+    let tokens = rp.exchange(&code(callback), &again.verifier).await.unwrap();
+    assert_eq!(
+        hop.kratos.writes().len(),
+        writes,
+        "an unchanged login writes nothing"
+    );
+    let claims = rp.verify(&tokens.id_token).await.unwrap();
+    assert_eq!(claims["kratos_jit_identity"]["traits"]["role"], "admin");
+
+    let (demoted, callback) = hop.sign_in(&rp, "okta-acme/demoted").await;
+    let tokens = rp
+        .exchange(&code(callback), &demoted.verifier)
+        .await
+        .unwrap();
+
+    let claims = rp.verify(&tokens.id_token).await.unwrap();
+    assert_eq!(claims["kratos_jit_identity"]["traits"]["role"], "user");
+    let held = hop.identity_for("okta-acme", "ada@acme.example").unwrap();
+    assert_eq!(held["traits"]["role"], "user");
+    assert_eq!(hop.kratos.identities().len(), 1);
+}
