@@ -929,3 +929,50 @@ async fn the_same_login_again_writes_nothing_and_a_role_removed_at_the_idp_is_lo
     assert_eq!(held["traits"]["role"], "user");
     assert_eq!(hop.kratos.identities().len(), 1);
 }
+
+#[actix_web::test]
+async fn without_signing_keys_the_hop_is_off_and_its_routes_say_why() {
+    let kratos = StandIn::start().unwrap();
+    let listener = free_listener();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let env = vec![
+        (
+            "KRATOS_JIT__LISTEN".to_owned(),
+            listener.local_addr().unwrap().to_string(),
+        ),
+        (
+            "KRATOS_JIT__KRATOS__ADMIN_URL".to_owned(),
+            kratos.base_url(),
+        ),
+        (
+            "KRATOS_JIT__HOOKS__SECRETS".to_owned(),
+            HOOK_SECRET.to_owned(),
+        ),
+        (
+            "KRATOS_JIT__PROVIDERS".to_owned(),
+            manifest_dir().join("mappers").display().to_string(),
+        ),
+    ];
+    drop(listener);
+    let config = config::load_from(None, env).unwrap();
+    let (providers, _) = Providers::load(&config.providers).unwrap();
+    let app = Application::build(
+        &config,
+        providers,
+        WorkerProgram::new(env!("CARGO_BIN_EXE_kratos-jit")),
+    )
+    .unwrap();
+    actix_web::rt::spawn(app.run_until_stopped());
+
+    let answer = rp::browser()
+        .get(format!(
+            "{address}/hop/okta-acme/.well-known/openid-configuration"
+        ))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(answer.status(), 404);
+    let page = answer.text().await.unwrap();
+    assert!(page.contains("hop.signing_keys is not set"), "{page}");
+}
