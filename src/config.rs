@@ -34,6 +34,32 @@ pub struct Config {
     pub hooks: HooksConfig,
     pub mapper: MapperConfig,
     pub token: TokenConfig,
+    pub hop: HopConfig,
+}
+
+/// The claims hop (`/hop/<provider>/…`, [`crate::hop`]): kratos-jit as the OpenID Provider
+/// Kratos's `generic` provider signs in with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HopConfig {
+    /// The base URL Kratos and browsers reach kratos-jit at; the issuer of provider P is
+    /// exactly `<public_url>/hop/<P>` (no trailing `/` is kept). Required with signing keys.
+    pub public_url: Option<String>,
+    /// The key set, loaded and checked from `hop.signing_keys` (PEM or JWK files); the last
+    /// one signs, all are published. `None`: the hop is off.
+    pub signing_keys: Option<crate::hop::SigningKeys>,
+    /// How long Kratos has to exchange a code (default 60 s).
+    pub code_ttl: Duration,
+    /// How long a user has at the upstream sign-in page (default 10 min).
+    pub state_ttl: Duration,
+    /// The upstream code exchange and the Kratos admin calls of one callback end within this
+    /// (default 10 s); past it, the user is sent back to Kratos with an error.
+    pub login_deadline: Duration,
+    /// The lifetime of the ID tokens and access tokens the hop issues (default 5 min).
+    pub token_ttl: Duration,
+    /// `serve --dev` only, never read from a file or the environment: the embedded upstream
+    /// double stands in for every provider's upstream, and these secrets back the
+    /// `client_secret_env` names the sample providers use.
+    pub dev: Option<crate::hop::DevUpstream>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -146,6 +172,12 @@ const KEYS: &[&str] = &[
     "token.clock_skew",
     "token.jwks_min_refresh",
     "token.http_timeout",
+    "hop.public_url",
+    "hop.signing_keys",
+    "hop.code_ttl",
+    "hop.state_ttl",
+    "hop.login_deadline",
+    "hop.token_ttl",
 ];
 
 const ENV_PREFIX: &str = "KRATOS_JIT__";
@@ -183,7 +215,7 @@ pub fn load_from(
             ));
             continue;
         }
-        let raw = if key.ends_with("secrets") {
+        let raw = if key.ends_with("secrets") || key == "hop.signing_keys" {
             Raw::List(
                 value
                     .split(',')
@@ -266,6 +298,7 @@ pub fn load_from(
             jwks_min_refresh: r.duration("token.jwks_min_refresh", "30s"),
             http_timeout: r.duration("token.http_timeout", "5s"),
         },
+        hop: r.hop(),
     };
     if config.api.secrets.is_empty()
         && config.api.trusted_secrets.is_empty()
@@ -297,6 +330,90 @@ pub fn load_from(
         Ok(config)
     } else {
         Err(r.errors)
+    }
+}
+
+impl Reader {
+    fn hop(&mut self) -> HopConfig {
+        let public_url = self.entries.contains_key("hop.public_url").then(|| {
+            self.parse("hop.public_url", "http://127.0.0.1", |s| {
+                let url = parse_http_url(s)?;
+                let parsed = reqwest::Url::parse(&url).map_err(|e| e.to_string())?;
+                if parsed.query().is_some() || parsed.fragment().is_some() {
+                    return Err(
+                        "must not have a query or fragment: it is the start of every issuer URL"
+                            .into(),
+                    );
+                }
+                crate::token::check_transport(&parsed).map_err(str::to_owned)?;
+                Ok(url)
+            })
+        });
+        let paths = self.path_list("hop.signing_keys");
+        let signing_keys = match paths {
+            // An empty list (`KRATOS_JIT__HOP__SIGNING_KEYS=`) leaves the hop off, as unset does.
+            Some(paths) if paths.is_empty() => None,
+            Some(paths) => match crate::hop::SigningKeys::load(&paths) {
+                Ok(keys) => Some(keys),
+                Err(errors) => {
+                    self.errors.extend(
+                        errors
+                            .into_iter()
+                            .map(|e| format!("`hop.signing_keys`: {e}")),
+                    );
+                    None
+                }
+            },
+            None => None,
+        };
+        let config = HopConfig {
+            public_url,
+            signing_keys,
+            code_ttl: self.duration("hop.code_ttl", "60s"),
+            state_ttl: self.duration("hop.state_ttl", "10m"),
+            login_deadline: self.duration("hop.login_deadline", "10s"),
+            token_ttl: self.duration("hop.token_ttl", "5m"),
+            dev: None,
+        };
+        if config.signing_keys.is_some() && config.public_url.is_none() {
+            self.errors.push(
+                "`hop.signing_keys` is set but `hop.public_url` is not: the hop's issuer URLs start with it (KRATOS_JIT__HOP__PUBLIC_URL)".into(),
+            );
+        }
+        config
+    }
+
+    /// A list of file paths (a TOML array, or comma-separated in the environment), relative
+    /// ones resolved against the configuration file's folder. `None` when unset.
+    fn path_list(&mut self, key: &str) -> Option<Vec<PathBuf>> {
+        let entry = self.entries.remove(key)?;
+        let from_file = matches!(entry.origin, Origin::File { .. });
+        let items = match entry.raw {
+            Raw::List(items) => items,
+            Raw::Str(s) => vec![s],
+            other => {
+                self.fail(
+                    key,
+                    &entry.origin,
+                    format!("must be a list of file paths, not {}", describe(&other)),
+                );
+                return None;
+            }
+        };
+        let items: Vec<PathBuf> = items
+            .into_iter()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                let path = PathBuf::from(s);
+                if from_file && path.is_relative() {
+                    self.base.join(path)
+                } else {
+                    path
+                }
+            })
+            .collect();
+        Some(items)
     }
 }
 

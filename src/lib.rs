@@ -10,7 +10,9 @@
 //! - [`claims`]: turning an ID token's claims into the exact claims object Kratos builds;
 //! - [`token`]: ID token verification against a provider's issuer (JWKS, algorithms, time claims);
 //! - [`kratos`]: the port to the Kratos admin API (our own types) and its HTTP adapter;
-//! - [`http`]: the HTTP adapters — the provisioning API and the Kratos web hooks;
+//! - [`hop`]: the claims hop, kratos-jit as the OpenID Provider Kratos signs in with (keys,
+//!   sealed state and codes, the upstream client, the flow);
+//! - [`http`]: the HTTP adapters — the provisioning API, the Kratos web hooks and the hop;
 //! - [`config`], [`secret`]: `serve`'s settings, checked at start; secrets that never print;
 //! - [`serve`], [`check`], [`carrier`]: the commands `serve`, `check`/`map`, `kratos-mapper`;
 //! - `standin` (feature `standin`, on by default): an in-memory Kratos admin API on loopback,
@@ -21,6 +23,7 @@ pub mod check;
 pub mod claims;
 pub mod config;
 pub mod domain;
+pub mod hop;
 pub mod http;
 pub mod kratos;
 pub mod login;

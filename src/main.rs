@@ -76,6 +76,11 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         log_format: Format,
     },
+    /// The claims hop's signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Run the in-memory Kratos admin API stand-in alone (local experiments, load benchmarks).
     #[cfg(feature = "standin")]
     #[command(hide = true)]
@@ -86,6 +91,28 @@ enum Command {
     /// Internal: a mapper evaluation worker, started by kratos-jit itself.
     #[command(name = process::WORKER_SUBCOMMAND, hide = true)]
     MapperWorker,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Write a new private signing key (PKCS#8 PEM, file mode 0600) for `hop.signing_keys`;
+    /// an existing file is never overwritten.
+    Generate {
+        /// RS256 (RSA, 2048 bits) or ES256 (EC P-256).
+        #[arg(long, value_enum)]
+        alg: KeyAlg,
+        /// The file to create.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum KeyAlg {
+    #[value(name = "RS256", alias = "rs256")]
+    Rs256,
+    #[value(name = "ES256", alias = "es256")]
+    Es256,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -137,6 +164,9 @@ fn main() -> ExitCode {
             };
             run_kratos_mapper(&dir, &provider, identity, identity_schema.as_deref())
         }
+        Command::Keys {
+            command: KeysCommand::Generate { alg, out },
+        } => generate_key(alg, &out),
         #[cfg(feature = "standin")]
         Command::Standin { listen } => serve::run_standin(listen),
     };
@@ -145,6 +175,28 @@ fn main() -> ExitCode {
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::from(2)
+        }
+    }
+}
+
+fn generate_key(alg: KeyAlg, out: &Path) -> anyhow::Result<ExitCode> {
+    use kratos_jit::hop::{KeyAlgorithm, generate};
+    let alg = match alg {
+        KeyAlg::Rs256 => KeyAlgorithm::Rs256,
+        KeyAlg::Es256 => KeyAlgorithm::Es256,
+    };
+    match generate(alg, out) {
+        Ok(kid) => {
+            println!(
+                "wrote a new {} signing key to {} (kid {kid}); add it at the END of hop.signing_keys on every replica to make it the signing key",
+                alg.as_str(),
+                out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(problem) => {
+            eprintln!("error: {problem}");
+            Ok(ExitCode::from(2))
         }
     }
 }

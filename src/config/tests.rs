@@ -112,3 +112,80 @@ fn short_secrets_are_refused() {
         "{errors:?}"
     );
 }
+
+fn key_fixture(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/keys")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn the_hop_is_off_without_signing_keys_and_has_its_defaults() {
+    let config = load_from(None, env(&[("KRATOS_JIT__API__SECRETS", SECRET)])).unwrap();
+
+    assert_eq!(config.hop.signing_keys, None);
+    assert_eq!(config.hop.code_ttl, Duration::from_secs(60));
+    assert_eq!(config.hop.state_ttl, Duration::from_secs(600));
+    assert_eq!(config.hop.login_deadline, Duration::from_secs(10));
+}
+
+#[test]
+fn signing_keys_from_a_file_resolve_against_its_folder_and_the_last_one_signs() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(key_fixture("ec-p256.pem"), dir.path().join("old.pem")).unwrap();
+    std::fs::copy(key_fixture("rsa-a.pem"), dir.path().join("new.pem")).unwrap();
+    let path = dir.path().join("kratos-jit.toml");
+    std::fs::write(
+        &path,
+        "[hop]\npublic_url = \"https://auth.example/\"\nsigning_keys = [\"old.pem\", \"new.pem\"]\n",
+    )
+    .unwrap();
+
+    let config = load_from(Some(&path), env(&[("KRATOS_JIT__API__SECRETS", SECRET)])).unwrap();
+
+    let keys = config.hop.signing_keys.unwrap();
+    assert_eq!(keys.kids().count(), 2);
+    assert_eq!(keys.signing_algorithm(), crate::hop::KeyAlgorithm::Rs256);
+    assert_eq!(
+        config.hop.public_url.as_deref(),
+        Some("https://auth.example")
+    );
+}
+
+#[test]
+fn a_bad_signing_key_and_a_missing_public_url_are_configuration_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let public = key_fixture("rsa-a.pub.pem");
+    let keys = format!("{},{}", key_fixture("ec-p256.pem"), public);
+
+    let errors = load_from(
+        None,
+        env(&[
+            ("KRATOS_JIT__API__SECRETS", SECRET),
+            ("KRATOS_JIT__HOP__SIGNING_KEYS", &keys),
+        ]),
+    )
+    .unwrap_err();
+
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with(&format!("`hop.signing_keys`: {public}: holds a public key"))),
+        "{errors:?}"
+    );
+    let good = load_from(
+        None,
+        env(&[
+            ("KRATOS_JIT__API__SECRETS", SECRET),
+            ("KRATOS_JIT__HOP__SIGNING_KEYS", &key_fixture("ec-p256.pem")),
+        ]),
+    )
+    .unwrap_err();
+    assert!(
+        good.iter().any(|e| e.contains("`hop.public_url` is not")),
+        "{good:?}"
+    );
+    drop(dir);
+}

@@ -2,6 +2,7 @@
 //!
 //! - [`api`]: `POST /v1/provision`, the provisioning API;
 //! - [`hooks`]: `POST /v1/hooks/registration` and `/v1/hooks/login`, Kratos's web hooks;
+//! - [`hop`]: `/hop/{provider}/…`, the claims hop (kratos-jit as an OpenID Provider);
 //! - [`auth`]: the secrets each of them accepts;
 //! - `GET /health/alive`.
 //!
@@ -17,6 +18,7 @@
 pub mod api;
 pub mod auth;
 pub mod hooks;
+pub mod hop;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -50,6 +52,7 @@ pub struct AppState {
     max_body_bytes: usize,
     body_timeout: Duration,
     deadline: Duration,
+    hop: crate::hop::Hop,
 }
 
 impl AppState {
@@ -70,6 +73,8 @@ impl AppState {
             Isolation::Processes(worker),
         )
         .map_err(|errors| anyhow::anyhow!("mappers failed to compile: {errors:?}"))?;
+        let hop = crate::hop::Hop::new(config, &providers)
+            .map_err(|errors| anyhow::anyhow!("claims hop: {}", errors.join("; ")))?;
         let kratos = HttpKratos::new(config.kratos.clone())
             .map_err(|e| anyhow::anyhow!("Kratos admin API settings: {e}"))?;
         let verifier = TokenVerifier::new(VerifierOptions {
@@ -95,6 +100,7 @@ impl AppState {
             max_body_bytes: config.api.max_body_bytes,
             body_timeout: config.body_timeout,
             deadline: config.api.deadline,
+            hop,
         })
     }
 }
@@ -181,7 +187,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/provision", web::post().to(api::provision))
         .route("/v1/hooks/registration", web::post().to(registration_hook))
         .route("/v1/hooks/login", web::post().to(login_hook))
-        .route("/health/alive", web::get().to(alive));
+        .route("/health/alive", web::get().to(alive))
+        .configure(hop::configure);
 }
 
 /// A built server, bound and ready to run.

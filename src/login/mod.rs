@@ -1,6 +1,6 @@
 //! The login: one use case behind every entry point.
 //!
-//! The provisioning API, both Kratos web hooks, `kratos-jit check` and `kratos-jit map` describe
+//! The provisioning API, both Kratos web hooks, the claims hop, `kratos-jit check` and `kratos-jit map` describe
 //! a login as a [`Login`] — the provider, the claims, the subject, and how to find the identity
 //! Kratos holds ([`Current`]) — and call [`Logins::run`], which:
 //!
@@ -72,6 +72,8 @@ pub enum EntryPoint {
     LoginHook,
     /// `kratos-jit check` and `kratos-jit map`: nothing is written.
     Check,
+    /// The claims hop's callback (`GET /hop/<provider>/callback`), before Kratos gets a code.
+    Hop,
 }
 
 impl EntryPoint {
@@ -81,6 +83,7 @@ impl EntryPoint {
             EntryPoint::RegistrationHook => "registration_hook",
             EntryPoint::LoginHook => "login_hook",
             EntryPoint::Check => "check",
+            EntryPoint::Hop => "hop",
         }
     }
 }

@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 pub use diagnostic::{LoadError, LoadWarning};
 pub use fixtures::{Expectation, Fixture};
 pub use report::load_reporting;
+pub use settings::{ClientAuth, HopSettings, SecretSource, UpstreamSettings};
 pub use settings::{JitSettings, ProviderSettings, TenantBinding};
 
 use crate::mapper::{self, MapperError, MapperSource};

@@ -22,6 +22,9 @@ use super::diagnostic::{LineIndex, LoadError, did_you_mean};
 use crate::domain::sessions::{self, SessionSettings};
 use crate::token::{IssuerSettings, RequiredClaim, check_transport, load_ca_bundle};
 
+mod hop;
+pub use hop::{ClientAuth, HopSettings, SecretSource, UpstreamSettings};
+
 /// A provider's settings (`provider.toml`), validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProviderSettings {
@@ -34,6 +37,8 @@ pub struct ProviderSettings {
     pub token: Option<IssuerSettings>,
     /// Which changes revoke an identity's sessions (`[sessions]`).
     pub sessions: SessionSettings,
+    /// kratos-jit as the OpenID Provider Kratos signs in with (`[hop]`); `None`: no hop.
+    pub hop: Option<HopSettings>,
 }
 
 impl ProviderSettings {
@@ -52,7 +57,7 @@ pub(super) struct ParsedSettings {
     pub tenant_positions: Vec<(usize, usize)>,
 }
 
-const ROOT_KEYS: &[&str] = &["schema_id", "jit", "tenants", "token", "sessions"];
+const ROOT_KEYS: &[&str] = &["schema_id", "jit", "tenants", "token", "sessions", "hop"];
 const JIT_KEYS: &[&str] = &["create", "update", "link_by_verified_email"];
 const TENANT_KEYS: &[&str] = &["id", "verified_domains"];
 const TOKEN_KEYS: &[&str] = &[
@@ -174,6 +179,9 @@ impl Reader<'_, '_> {
             Some(table) => self.sessions(&table, schema_id.as_deref()),
             None => Some(SessionSettings::default()),
         };
+        let hop = self
+            .table(root, "hop", hop::HOP_KEYS)
+            .and_then(|t| self.hop(&t, dir, root.get("token").is_some()));
         let (tenants, tenant_positions) = tenants?.into_iter().unzip();
         Some(ParsedSettings {
             settings: ProviderSettings {
@@ -182,6 +190,7 @@ impl Reader<'_, '_> {
                 tenants,
                 token: token.flatten(),
                 sessions: sessions?,
+                hop,
             },
             tenant_positions,
         })

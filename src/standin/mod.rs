@@ -23,6 +23,8 @@
 //! The identity schema is fixed: `traits.email` is the e-mail address, verifiable via e-mail and
 //! usable for recovery, and the identifier of an imported password credential.
 //!
+//! [`upstream`] is its companion for the claims hop: an upstream OpenID Provider double.
+//!
 //! Tests steer it with [`Fault`]s: failing the next requests, delaying every request, or
 //! refusing connections until the fault is cleared (the same port is bound again).
 //!
@@ -42,6 +44,7 @@ mod patch;
 mod server;
 mod state;
 mod store;
+pub mod upstream;
 
 pub use server::run_until_stopped;
 pub use state::{LOG_CAPACITY, StandInState};

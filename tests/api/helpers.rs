@@ -94,7 +94,7 @@ pub async fn spawn_app_with_providers(providers: &Path, extra: &[(&str, &str)]) 
 
 /// A temporary `mappers/` tree for ID token tests: `okta-oidc-umbrella` with its `[token]`
 /// issuer set to `issuer_url` (and its `jwks_url` to `jwks_url`, when given), and `okta-acme`
-/// without `[token]`, so it accepts no ID token. Keep it alive as long as the application.
+/// without `[token]` (nor `[hop]`, which needs it), so it accepts no ID token. Keep it alive as long as the application.
 pub fn token_providers(issuer_url: &str, jwks_url: Option<&str>) -> tempfile::TempDir {
     let tree = tempfile::tempdir().expect("temporary directory");
     copy_provider("okta-oidc-umbrella", tree.path(), |settings| {
@@ -109,6 +109,8 @@ pub fn token_providers(issuer_url: &str, jwks_url: Option<&str>) -> tempfile::Te
     });
     copy_provider("okta-acme", tree.path(), |settings| {
         settings.remove("token");
+        // A claims hop reads its upstream's issuer from [token]: without one, no hop either.
+        settings.remove("hop");
     });
     tree
 }

@@ -1,0 +1,978 @@
+//! The claims hop end to end: a relying party that signs in like Kratos v26.2.0's generic
+//! provider (tests/common/rp.rs), the real `serve` application, the Kratos stand-in and an
+//! upstream OpenID Provider double that signs like a real bridge (`standin::upstream`).
+
+#[path = "common/rp.rs"]
+mod rp;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kratos_jit::config;
+use kratos_jit::http::Application;
+use kratos_jit::mapper::WorkerProgram;
+use kratos_jit::provider::Providers;
+use kratos_jit::standin::upstream::{OpClient, OpFault, Tamper, UpstreamOp};
+use kratos_jit::standin::{Fault, StandIn};
+use serde_json::{Value, json};
+
+use rp::{Authorization, Callback, Rp, RpConfig, follow};
+
+const HOOK_SECRET: &str = "test-hook-secret-0123456789";
+const HOP_SECRET: &str = "hop client secret: 0123456789 &=+%";
+const UPSTREAM_SECRET: &str = "upstream-secret-0123456789";
+const KRATOS_CLIENT: &str = "kratos";
+const PROVIDERS: &[&str] = &[
+    "entra-globex",
+    "okta-acme",
+    "okta-oidc-umbrella",
+    "onelogin-initech",
+];
+
+fn manifest_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn redirect_uri(provider: &str) -> String {
+    format!("http://127.0.0.1:4433/self-service/methods/oidc/callback/{provider}")
+}
+
+fn upstream_client(provider: &str) -> String {
+    format!("tenant={provider}&product=kratos")
+}
+
+/// The fixture's ID token claims as the bridge issues them (`raw_claims`).
+fn fixture_claims(provider: &str, case: &str) -> Value {
+    let path = manifest_dir()
+        .join("tests/fixtures/claims")
+        .join(provider)
+        .join(format!("{case}.json"));
+    let fixture: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    fixture["raw_claims"].clone()
+}
+
+/// Every claims fixture, `(provider, case)`.
+fn fixture_cases() -> Vec<(String, String)> {
+    let mut cases = Vec::new();
+    for provider in PROVIDERS {
+        let dir = manifest_dir().join("tests/fixtures/claims").join(provider);
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            if let Some(case) = name.strip_suffix(".json") {
+                cases.push(((*provider).to_owned(), case.to_owned()));
+            }
+        }
+    }
+    cases.sort();
+    cases
+}
+
+/// The sample providers, their `[token]` and `[hop]` pointed at the double and the test's
+/// secrets (in files: tests share one process environment).
+fn providers_for(upstream_issuer: &str, dir: &Path) {
+    for provider in PROVIDERS {
+        let from = manifest_dir().join("mappers").join(provider);
+        let to = dir.join(provider);
+        copy_dir(&from, &to);
+        let path = to.join("provider.toml");
+        let mut settings: toml::Table =
+            toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let token = settings["token"].as_table_mut().unwrap();
+        token.insert("issuer".into(), upstream_issuer.into());
+        token.insert(
+            "audiences".into(),
+            toml::Value::Array(vec![upstream_client(provider).into()]),
+        );
+        std::fs::write(to.join("hop-secret"), HOP_SECRET).unwrap();
+        std::fs::write(to.join("upstream-secret"), UPSTREAM_SECRET).unwrap();
+        let hop = settings["hop"].as_table_mut().unwrap();
+        hop.remove("client_secret_env");
+        hop.insert("client_secret_file".into(), "hop-secret".into());
+        let upstream = hop["upstream"].as_table_mut().unwrap();
+        upstream.insert("client_id".into(), upstream_client(provider).into());
+        upstream.remove("client_secret_env");
+        upstream.insert("client_secret_file".into(), "upstream-secret".into());
+        std::fs::write(&path, toml::to_string(&settings).unwrap()).unwrap();
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// A kratos-jit listening on its own port, with `public_url` as the hop's base URL.
+async fn serve(
+    providers: &Path,
+    kratos: &StandIn,
+    listener: std::net::TcpListener,
+    public_url: &str,
+    extra: &[(&str, &str)],
+) {
+    let keys = manifest_dir().join("tests/fixtures/keys");
+    let signing_keys = format!(
+        "{},{}",
+        keys.join("ec-p256.pem").display(),
+        keys.join("rsa-a.pem").display()
+    );
+    let mut env: Vec<(String, String)> = vec![
+        (
+            "KRATOS_JIT__LISTEN".into(),
+            listener.local_addr().unwrap().to_string(),
+        ),
+        (
+            "KRATOS_JIT__PROVIDERS".into(),
+            providers.display().to_string(),
+        ),
+        ("KRATOS_JIT__KRATOS__ADMIN_URL".into(), kratos.base_url()),
+        ("KRATOS_JIT__HOOKS__SECRETS".into(), HOOK_SECRET.into()),
+        ("KRATOS_JIT__MAPPER__WORKERS".into(), "2".into()),
+        ("KRATOS_JIT__TOKEN__JWKS_MIN_REFRESH".into(), "1ms".into()),
+        ("KRATOS_JIT__HOP__PUBLIC_URL".into(), public_url.into()),
+        ("KRATOS_JIT__HOP__SIGNING_KEYS".into(), signing_keys),
+    ];
+    env.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    drop(listener);
+    let config = config::load_from(None, env).unwrap_or_else(|e| panic!("{e:?}"));
+    let (providers, _) = Providers::load(&config.providers).unwrap_or_else(|e| panic!("{e:?}"));
+    let app = Application::build(
+        &config,
+        providers,
+        WorkerProgram::new(env!("CARGO_BIN_EXE_kratos-jit")),
+    )
+    .unwrap();
+    actix_web::rt::spawn(app.run_until_stopped());
+}
+
+fn free_listener() -> std::net::TcpListener {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap()
+}
+
+struct Hop {
+    address: String,
+    kratos: StandIn,
+    upstream: UpstreamOp,
+    browser: reqwest::Client,
+    _tree: tempfile::TempDir,
+}
+
+async fn spawn_hop() -> Hop {
+    spawn_hop_with(&[]).await
+}
+
+async fn spawn_hop_with(extra: &[(&str, &str)]) -> Hop {
+    let listener = free_listener();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let users: BTreeMap<String, Value> = fixture_cases()
+        .into_iter()
+        .map(|(p, c)| (format!("{p}/{c}"), fixture_claims(&p, &c)))
+        .collect();
+    let clients = PROVIDERS
+        .iter()
+        .map(|p| OpClient {
+            client_id: upstream_client(p),
+            client_secret: UPSTREAM_SECRET.into(),
+            redirect_uris: vec![format!("{address}/hop/{p}/callback")],
+        })
+        .collect();
+    let upstream = UpstreamOp::start(clients, users).unwrap();
+    let tree = tempfile::tempdir().unwrap();
+    providers_for(&upstream.issuer(), tree.path());
+    let kratos = StandIn::start().unwrap();
+    serve(tree.path(), &kratos, listener, &address, extra).await;
+    Hop {
+        address,
+        kratos,
+        upstream,
+        browser: rp::browser(),
+        _tree: tree,
+    }
+}
+
+impl Hop {
+    fn issuer(&self, provider: &str) -> String {
+        format!("{}/hop/{provider}", self.address)
+    }
+
+    async fn rp(&self, provider: &str) -> Rp {
+        Rp::discover(RpConfig {
+            issuer: self.issuer(provider),
+            client_id: KRATOS_CLIENT.into(),
+            client_secret: HOP_SECRET.into(),
+            redirect_uri: redirect_uri(provider),
+        })
+        .await
+        .unwrap()
+    }
+
+    /// The browser's trip from the RP's authorization request to the RP's callback.
+    async fn sign_in(&self, rp: &Rp, login_hint: &str) -> (Authorization, Callback) {
+        let authorization = rp.authorization(login_hint);
+        let location = follow(
+            &self.browser,
+            &authorization.url,
+            &rp.config.redirect_uri,
+            |u| u.to_owned(),
+        )
+        .await
+        .unwrap_or_else(|(status, body)| panic!("{status}: {body}"));
+        let callback = rp.callback(&authorization, &location);
+        (authorization, callback)
+    }
+
+    fn identity_for(&self, provider: &str, subject: &str) -> Option<Value> {
+        let identifier = format!("{provider}:{subject}");
+        self.kratos.identities().into_iter().find(|i| {
+            i["credentials"]["oidc"]["identifiers"]
+                .as_array()
+                .is_some_and(|ids| ids.iter().any(|id| id == identifier.as_str()))
+        })
+    }
+}
+
+fn code(callback: Callback) -> String {
+    match callback {
+        Callback::Code(code) => code,
+        other => panic!("expected a code, got {other:?}"),
+    }
+}
+
+fn error(callback: Callback) -> (String, String) {
+    match callback {
+        Callback::Error { error, description } => (error, description.unwrap_or_default()),
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+#[actix_web::test]
+async fn an_allowed_login_is_provisioned_before_the_rp_exchanges_its_code() {
+    let hop = spawn_hop().await;
+    let rp = hop.rp("okta-acme").await;
+
+    let (authorization, callback) = hop.sign_in(&rp, "okta-acme/admin").await;
+    let code = code(callback);
+
+    let identity = hop
+        .identity_for("okta-acme", "ada@acme.example")
+        .expect("the identity exists before the exchange");
+    assert_eq!(identity["traits"]["role"], "admin");
+    assert_eq!(identity["traits"]["tenant_id"], "tenant-acme");
+    let tokens = rp.exchange(&code, &authorization.verifier).await.unwrap();
+    assert_eq!(
+        tokens.attempts,
+        ["client_secret_basic"],
+        "basic works at once"
+    );
+    let claims = rp.verify(&tokens.id_token).await.unwrap();
+    assert_eq!(claims["iss"], hop.issuer("okta-acme"));
+    assert_eq!(claims["aud"], KRATOS_CLIENT);
+    assert_eq!(claims["sub"], "ada@acme.example");
+    assert_eq!(claims["email"], "ada@acme.example");
+    assert_eq!(claims["kratos_jit_identity"]["traits"], identity["traits"]);
+    assert_eq!(
+        claims["kratos_jit_identity"]["verified_addresses"],
+        json!([{"value": "ada@acme.example", "via": "email"}])
+    );
+    let userinfo = rp
+        .userinfo(&tokens.access_token, "ada@acme.example")
+        .await
+        .unwrap();
+    assert_eq!(
+        userinfo["kratos_jit_identity"],
+        claims["kratos_jit_identity"]
+    );
+    assert_eq!(
+        hop.upstream.exchanges(),
+        ["client_secret_post"],
+        "as [hop.upstream] says"
+    );
+}
+
+#[actix_web::test]
+async fn a_refused_login_reaches_the_rp_as_access_denied_with_the_reason_and_writes_nothing() {
+    let hop = spawn_hop().await;
+    let rp = hop.rp("okta-acme").await;
+
+    let (_, callback) = hop.sign_in(&rp, "okta-acme/foreign-domain").await;
+
+    let (error, description) = error(callback);
+    assert_eq!(error, "access_denied");
+    assert!(
+        description.contains("cannot sign in through your organisation's sign-in"),
+        "{description}"
+    );
+    assert_eq!(hop.kratos.writes(), vec![], "nothing was written");
+}
+
+/// The expectation of `mappers/<provider>/tests/<case>.expect.json`, and its current identity.
+fn expectation(provider: &str, case: &str) -> Option<(Value, Option<Value>)> {
+    let dir = manifest_dir().join("mappers").join(provider).join("tests");
+    let read = |path: PathBuf| -> Option<Value> {
+        std::fs::read(path)
+            .ok()
+            .map(|b| serde_json::from_slice(&b).unwrap())
+    };
+    let expect = read(dir.join(format!("{case}.expect.json")))?;
+    Some((expect, read(dir.join(format!("{case}.identity.json")))))
+}
+
+#[actix_web::test]
+async fn every_claims_fixture_through_the_hop_has_the_outcome_kratos_jit_check_gives_it() {
+    let hop = spawn_hop().await;
+    let mut compared = 0;
+
+    for (provider, case) in fixture_cases() {
+        let Some((expect, current)) = expectation(&provider, &case) else {
+            continue;
+        };
+        for identity in hop.kratos.identities() {
+            hop.browser
+                .delete(format!(
+                    "{}/admin/identities/{}",
+                    hop.kratos.base_url(),
+                    identity["id"].as_str().unwrap()
+                ))
+                .send()
+                .await
+                .unwrap();
+        }
+        let subject = fixture_claims(&provider, &case)["sub"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        if let Some(current) = &current {
+            hop.kratos.insert_identity(json!({
+                "schema_id": "default",
+                "traits": current["traits"],
+                "metadata_public": current.get("metadata_public"),
+                "metadata_admin": current.get("metadata_admin"),
+                "credentials": {"oidc": {"config": {"providers": [
+                    {"provider": provider, "subject": subject}
+                ]}}}
+            }));
+        }
+        hop.kratos.clear_log();
+        let rp = hop.rp(&provider).await;
+
+        let (authorization, callback) = hop.sign_in(&rp, &format!("{provider}/{case}")).await;
+
+        let label = format!("{provider}/{case}");
+        if expect.get("denied").is_some() {
+            let (error, _) = error(callback);
+            assert_eq!(error, "access_denied", "{label}");
+            assert_eq!(hop.kratos.writes(), vec![], "{label}: nothing written");
+        } else {
+            let expected = &expect["identity"];
+            let tokens = rp.exchange(&code(callback), &authorization.verifier).await;
+            let claims = rp.verify(&tokens.unwrap().id_token).await.unwrap();
+            let carried = &claims["kratos_jit_identity"];
+            assert_eq!(carried["traits"], expected["traits"], "{label}");
+            assert_eq!(
+                carried["verified_addresses"],
+                expected
+                    .get("verified_addresses")
+                    .cloned()
+                    .unwrap_or(json!([])),
+                "{label}"
+            );
+            assert_eq!(
+                carried.get("metadata_public"),
+                expected.get("metadata_public"),
+                "{label}"
+            );
+            let held = hop.identity_for(&provider, &subject).expect("provisioned");
+            assert_eq!(held["traits"], expected["traits"], "{label}");
+        }
+        compared += 1;
+    }
+    assert!(compared >= 20, "only {compared} fixtures were compared");
+}
+
+#[actix_web::test]
+async fn a_code_is_used_once() {
+    let hop = spawn_hop().await;
+    let rp = hop.rp("okta-acme").await;
+    let (authorization, callback) = hop.sign_in(&rp, "okta-acme/user").await;
+    let code = code(callback);
+    rp.exchange(&code, &authorization.verifier).await.unwrap();
+    let writes = hop.kratos.writes().len();
+
+    let replay = rp.exchange(&code, &authorization.verifier).await;
+
+    assert_eq!(replay.unwrap_err(), "400 invalid_grant");
+    assert_eq!(
+        hop.kratos.writes().len(),
+        writes,
+        "nothing more was written"
+    );
+}
+
+#[actix_web::test]
+async fn a_code_is_refused_with_another_redirect_uri_or_without_its_pkce_verifier() {
+    let hop = spawn_hop().await;
+    let rp = hop.rp("okta-acme").await;
+    let (authorization, callback) = hop.sign_in(&rp, "okta-acme/user").await;
+    let code = code(callback);
+    let writes = hop.kratos.writes().len();
+    let other_uri = "http://127.0.0.1:4433/self-service/methods/oidc/callback/evil";
+    let wrong_verifier = rp::s256("not the verifier");
+
+    for (verifier, uri) in [
+        (Some(authorization.verifier.as_str()), other_uri),
+        (None, rp.config.redirect_uri.as_str()),
+        (
+            Some(wrong_verifier.as_str()),
+            rp.config.redirect_uri.as_str(),
+        ),
+    ] {
+        let refused = rp.exchange_with(&code, verifier, uri, HOP_SECRET).await;
+        assert_eq!(
+            refused.unwrap_err(),
+            "400 invalid_grant",
+            "{verifier:?} {uri}"
+        );
+    }
+
+    assert_eq!(
+        hop.kratos.writes().len(),
+        writes,
+        "nothing more was written"
+    );
+    let tokens = rp.exchange(&code, &authorization.verifier).await;
+    assert!(tokens.is_ok(), "a refused attempt does not use the code up");
+}
+
+#[actix_web::test]
+async fn a_wrong_client_secret_is_refused_at_both_attempts() {
+    let hop = spawn_hop().await;
+    let rp = hop.rp("okta-acme").await;
+    let (authorization, callback) = hop.sign_in(&rp, "okta-acme/user").await;
+    let code = code(callback);
+
+    let refused = rp
+        .token_request(
+            "client_secret_basic",
+            &code,
+            Some(&authorization.verifier),
+            &rp.config.redirect_uri,
+            "wrong secret",
+        )
+        .await;
+    assert_eq!(refused.status(), 401);
+    assert!(
+        refused
+            .headers()
+            .get("WWW-Authenticate")
+            .is_some_and(|v| v.to_str().unwrap().starts_with("Basic")),
+    );
+    let both = rp
+        .exchange_with(
+            &code,
+            Some(&authorization.verifier),
+            &rp.config.redirect_uri,
+            "wrong",
+        )
+        .await;
+
+    assert_eq!(both.unwrap_err(), "401 invalid_client");
+}
+
+#[actix_web::test]
+async fn kratos_retry_with_client_secret_post_works_with_the_same_code_after_basic_failed() {
+    let hop = spawn_hop().await;
+    let rp = hop.rp("okta-acme").await;
+    let (authorization, callback) = hop.sign_in(&rp, "okta-acme/user").await;
+    let code = code(callback);
+    let basic = rp
+        .token_request(
+            "client_secret_basic",
+            &code,
+            Some(&authorization.verifier),
+            &rp.config.redirect_uri,
+            "a secret basic gets wrong",
+        )
+        .await;
+    assert_eq!(basic.status(), 401);
+
+    let post = rp
+        .token_request(
+            "client_secret_post",
+            &code,
+            Some(&authorization.verifier),
+            &rp.config.redirect_uri,
+            HOP_SECRET,
+        )
+        .await;
+
+    assert_eq!(post.status(), 200);
+}
+
+#[actix_web::test]
+async fn a_forged_or_tampered_state_is_refused_and_nothing_is_written() {
+    let hop = spawn_hop().await;
+    let rp = hop.rp("okta-acme").await;
+    let authorization = rp.authorization("okta-acme/user");
+    // To the upstream, and back towards the hop's callback.
+    let upstream = follow(
+        &hop.browser,
+        &authorization.url,
+        &hop.upstream.issuer(),
+        |u| u.to_owned(),
+    )
+    .await
+    .unwrap();
+    let callback = follow(&hop.browser, &upstream, &hop.issuer("okta-acme"), |u| {
+        u.to_owned()
+    })
+    .await
+    .unwrap();
+    let mut url = reqwest::Url::parse(&callback).unwrap();
+    let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    let state = pairs.iter().find(|(k, _)| k == "state").unwrap().1.clone();
+    let mut tampered = state.clone().into_bytes();
+    let i = tampered.len() / 2;
+    tampered[i] = if tampered[i] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+
+    for bad in [tampered.as_str(), "forged-state-value"] {
+        url.query_pairs_mut().clear();
+        for (k, v) in &pairs {
+            url.query_pairs_mut()
+                .append_pair(k, if k == "state" { bad } else { v });
+        }
+        let answer = hop.browser.get(url.as_str()).send().await.unwrap();
+        assert_eq!(answer.status(), 400, "{bad}");
+        let page = answer.text().await.unwrap();
+        assert!(page.contains("start the sign-in again"), "{page}");
+    }
+
+    assert_eq!(hop.kratos.writes(), vec![], "nothing was written");
+}
+
+#[actix_web::test]
+async fn an_upstream_token_that_does_not_verify_is_refused_and_nothing_is_written() {
+    let hop = spawn_hop().await;
+    let rp = hop.rp("okta-acme").await;
+
+    for tamper in [
+        Tamper::WrongSignature,
+        Tamper::WrongIssuer,
+        Tamper::WrongAudience,
+        Tamper::Expired,
+        Tamper::WrongNonce,
+    ] {
+        hop.upstream.set_tamper(tamper);
+        let (_, callback) = hop.sign_in(&rp, "okta-acme/admin").await;
+        let (error, description) = error(callback);
+        assert_eq!(error, "access_denied", "{tamper:?}");
+        assert!(
+            description.contains("could not be verified"),
+            "{tamper:?}: {description}"
+        );
+    }
+
+    assert_eq!(hop.kratos.writes(), vec![], "nothing was written");
+}
+
+#[actix_web::test]
+async fn a_login_started_on_one_replica_finishes_on_another() {
+    let first = spawn_hop().await;
+    // A second replica: same stand-in, same keys, same providers, same public URL.
+    let listener = free_listener();
+    let second = format!("http://{}", listener.local_addr().unwrap());
+    serve(
+        first._tree.path(),
+        &first.kratos,
+        listener,
+        &first.address,
+        &[],
+    )
+    .await;
+    let rp = first.rp("okta-acme").await;
+    let authorization = rp.authorization("okta-acme/admin");
+    // The load balancer sends the callback and everything after it to the second replica.
+    let to_second = |url: &str| {
+        if url.starts_with(&format!("{}/hop/okta-acme/callback", first.address)) {
+            url.replacen(&first.address, &second, 1)
+        } else {
+            url.to_owned()
+        }
+    };
+
+    let location = follow(
+        &first.browser,
+        &authorization.url,
+        &rp.config.redirect_uri,
+        to_second,
+    )
+    .await
+    .unwrap();
+    let code = code(rp.callback(&authorization, &location));
+    let response = first
+        .browser
+        .post(format!("{second}/hop/okta-acme/token"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(
+            form_urlencoded::Serializer::new(String::new())
+                .extend_pairs([
+                    ("grant_type", "authorization_code"),
+                    ("code", &code),
+                    ("redirect_uri", &rp.config.redirect_uri),
+                    ("code_verifier", &authorization.verifier),
+                    ("client_id", KRATOS_CLIENT),
+                    ("client_secret", HOP_SECRET),
+                ])
+                .finish(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    let claims = rp.verify(body["id_token"].as_str().unwrap()).await.unwrap();
+    assert_eq!(claims["kratos_jit_identity"]["traits"]["role"], "admin");
+    assert!(
+        first
+            .identity_for("okta-acme", "ada@acme.example")
+            .is_some()
+    );
+}
+
+#[actix_web::test]
+async fn an_upstream_token_endpoint_that_is_down_sends_the_user_back_with_an_error() {
+    let hop = spawn_hop().await;
+    let rp = hop.rp("okta-acme").await;
+    hop.upstream.set_fault(OpFault::TokenUnavailable);
+
+    let (_, callback) = hop.sign_in(&rp, "okta-acme/admin").await;
+
+    let (error, description) = error(callback);
+    assert_eq!(error, "temporarily_unavailable");
+    assert!(description.contains("try again"), "{description}");
+    assert_eq!(hop.kratos.writes(), vec![], "nothing was written");
+}
+
+#[actix_web::test]
+async fn a_slow_upstream_token_endpoint_sends_the_user_back_at_the_deadline() {
+    let hop = spawn_hop_with(&[("KRATOS_JIT__HOP__LOGIN_DEADLINE", "500ms")]).await;
+    let rp = hop.rp("okta-acme").await;
+    hop.upstream
+        .set_fault(OpFault::TokenDelay(Duration::from_secs(5)));
+
+    let (_, callback) = hop.sign_in(&rp, "okta-acme/admin").await;
+
+    let (error, description) = error(callback);
+    assert_eq!(error, "temporarily_unavailable");
+    assert!(description.contains("took too long"), "{description}");
+    assert_eq!(hop.kratos.writes(), vec![], "nothing was written");
+}
+
+#[actix_web::test]
+async fn kratos_being_down_sends_the_user_back_with_an_error_and_nothing_written() {
+    let hop = spawn_hop_with(&[
+        ("KRATOS_JIT__HOP__LOGIN_DEADLINE", "2s"),
+        ("KRATOS_JIT__KRATOS__DEADLINE", "1s"),
+        ("KRATOS_JIT__KRATOS__REQUEST_TIMEOUT", "200ms"),
+    ])
+    .await;
+    let rp = hop.rp("okta-acme").await;
+    hop.kratos.set_fault(Fault::RefuseConnections);
+
+    let (_, callback) = hop.sign_in(&rp, "okta-acme/admin").await;
+
+    let (error, description) = error(callback);
+    hop.kratos.set_fault(Fault::None);
+    assert!(
+        error == "temporarily_unavailable" || error == "server_error",
+        "{error}"
+    );
+    assert!(description.contains("Nothing was changed"), "{description}");
+    assert_eq!(
+        hop.kratos.identities(),
+        Vec::<Value>::new(),
+        "nothing was written"
+    );
+}
+
+#[actix_web::test]
+async fn an_error_of_the_upstream_is_passed_on_to_the_rp() {
+    let hop = spawn_hop().await;
+    let rp = hop.rp("okta-acme").await;
+
+    let (_, callback) = hop.sign_in(&rp, "cancel").await;
+
+    let (error, description) = error(callback);
+    assert_eq!(error, "access_denied");
+    assert_eq!(description, "The user cancelled the sign-in.");
+    assert_eq!(hop.kratos.writes(), vec![], "nothing was written");
+}
+
+#[actix_web::test]
+async fn authorize_refuses_an_unregistered_redirect_uri_with_a_page_not_a_redirect() {
+    let hop = spawn_hop().await;
+    let mut rp = hop.rp("okta-acme").await;
+    rp.config.redirect_uri = "https://evil.example/callback".into();
+    let authorization = rp.authorization("okta-acme/admin");
+
+    let answer = hop.browser.get(&authorization.url).send().await.unwrap();
+
+    assert_eq!(answer.status(), 400);
+    assert!(answer.headers().get("Location").is_none());
+    let page = answer.text().await.unwrap();
+    assert!(page.contains("`redirect_uri` is not registered"), "{page}");
+}
+
+#[actix_web::test]
+async fn authorize_without_pkce_is_an_oauth_error_redirect_to_kratos() {
+    let hop = spawn_hop().await;
+    let rp = hop.rp("okta-acme").await;
+    let authorization = rp.authorization("okta-acme/admin");
+    let url = authorization
+        .url
+        .replace("code_challenge_method=S256", "code_challenge_method=plain");
+
+    let answer = hop.browser.get(&url).send().await.unwrap();
+
+    assert_eq!(answer.status(), 302);
+    let location = answer.headers()["Location"].to_str().unwrap().to_owned();
+    let (error, description) = error(rp.callback(&authorization, &location));
+    assert_eq!(error, "invalid_request");
+    assert!(description.contains("PKCE"), "{description}");
+}
+
+#[actix_web::test]
+async fn discovery_and_jwks_describe_the_hop_as_kratos_reads_them() {
+    let hop = spawn_hop().await;
+    let rp = hop.rp("entra-globex").await;
+
+    let discovery = &rp.discovery;
+
+    assert_eq!(discovery["issuer"], hop.issuer("entra-globex"));
+    assert_eq!(
+        discovery["code_challenge_methods_supported"],
+        json!(["S256"])
+    );
+    assert_eq!(
+        discovery["token_endpoint_auth_methods_supported"],
+        json!(["client_secret_basic", "client_secret_post"])
+    );
+    assert_eq!(
+        discovery["id_token_signing_alg_values_supported"],
+        json!(["ES256", "RS256"])
+    );
+    let jwks: Value = hop
+        .browser
+        .get(discovery["jwks_uri"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let keys = jwks["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 2, "every configured key is published");
+    assert!(
+        keys.iter()
+            .all(|k| k["use"] == "sig" && k.get("d").is_none())
+    );
+    let unknown = hop
+        .browser
+        .get(format!(
+            "{}/hop/nobody/.well-known/openid-configuration",
+            hop.address
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+}
+
+#[actix_web::test]
+async fn serve_dev_signs_a_sample_user_in_through_its_embedded_upstream_double() {
+    use kratos_jit::serve;
+    let kratos = StandIn::start().unwrap();
+    let listener = free_listener();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let upstream = free_listener();
+    // `serve --dev`'s settings, with the ports of this test instead of the fixed ones.
+    let env = serve::dev_settings().into_iter().chain([
+        (
+            "KRATOS_JIT__LISTEN".to_owned(),
+            listener.local_addr().unwrap().to_string(),
+        ),
+        (
+            "KRATOS_JIT__KRATOS__ADMIN_URL".to_owned(),
+            kratos.base_url(),
+        ),
+        ("KRATOS_JIT__HOP__PUBLIC_URL".to_owned(), address.clone()),
+        ("KRATOS_JIT__MAPPER__WORKERS".to_owned(), "2".to_owned()),
+    ]);
+    drop(listener);
+    let mut config = config::load_from(None, env).unwrap_or_else(|e| panic!("{e:?}"));
+    let (providers, _) = Providers::load(&config.providers).unwrap();
+    config.hop.dev = Some(serve::dev_hop(&providers, upstream.local_addr().unwrap()));
+    serve::start_upstream(upstream, &config, &providers).unwrap();
+    let app = Application::build(
+        &config,
+        providers,
+        WorkerProgram::new(env!("CARGO_BIN_EXE_kratos-jit")),
+    )
+    .unwrap();
+    actix_web::rt::spawn(app.run_until_stopped());
+    let rp = Rp::discover(RpConfig {
+        issuer: format!("{address}/hop/okta-acme"),
+        client_id: KRATOS_CLIENT.into(),
+        client_secret: serve::DEV_HOP_CLIENT_SECRET.into(),
+        redirect_uri: redirect_uri("okta-acme"),
+    })
+    .await
+    .unwrap();
+    let browser = rp::browser();
+    let authorization = rp.authorization("okta-acme/admin");
+
+    let location = follow(&browser, &authorization.url, &rp.config.redirect_uri, |u| {
+        u.to_owned()
+    })
+    .await
+    .unwrap_or_else(|(status, body)| panic!("{status}: {body}"));
+    let code = code(rp.callback(&authorization, &location));
+    let tokens = rp.exchange(&code, &authorization.verifier).await.unwrap();
+
+    let claims = rp.verify(&tokens.id_token).await.unwrap();
+    assert_eq!(claims["kratos_jit_identity"]["traits"]["role"], "admin");
+    assert_eq!(
+        kratos.identities().len(),
+        1,
+        "the stand-in holds the new identity"
+    );
+}
+
+#[test]
+fn check_reports_bad_hop_settings_with_their_line_and_column() {
+    let tree = tempfile::tempdir().unwrap();
+    copy_dir(
+        &manifest_dir().join("mappers/okta-acme"),
+        &tree.path().join("okta-acme"),
+    );
+    let path = tree.path().join("okta-acme/provider.toml");
+    let settings = std::fs::read_to_string(&path).unwrap().replace(
+        "token_endpoint_auth = \"client_secret_post\"",
+        "token_endpoint_auth = \"private_key_jwt\"",
+    );
+    std::fs::write(&path, settings).unwrap();
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_kratos-jit"))
+        .arg("check")
+        .arg(tree.path())
+        .output()
+        .unwrap();
+
+    assert!(!output.status.success());
+    let report = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    let line = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .position(|l| l.contains("private_key_jwt"))
+        .unwrap()
+        + 1;
+    assert!(
+        report.contains(&format!(
+            "provider.toml:{line}:23: `hop.upstream.token_endpoint_auth` is \"private_key_jwt\""
+        )),
+        "{report}"
+    );
+}
+
+#[actix_web::test]
+async fn the_same_login_again_writes_nothing_and_a_role_removed_at_the_idp_is_lowered_at_the_next()
+{
+    let hop = spawn_hop().await;
+    let rp = hop.rp("okta-acme").await;
+    let (first, callback) = hop.sign_in(&rp, "okta-acme/admin").await;
+    rp.exchange(&code(callback), &first.verifier).await.unwrap();
+    let writes = hop.kratos.writes().len();
+
+    let (again, callback) = hop.sign_in(&rp, "okta-acme/admin").await;
+    let tokens = rp.exchange(&code(callback), &again.verifier).await.unwrap();
+    assert_eq!(
+        hop.kratos.writes().len(),
+        writes,
+        "an unchanged login writes nothing"
+    );
+    let claims = rp.verify(&tokens.id_token).await.unwrap();
+    assert_eq!(claims["kratos_jit_identity"]["traits"]["role"], "admin");
+
+    let (demoted, callback) = hop.sign_in(&rp, "okta-acme/demoted").await;
+    let tokens = rp
+        .exchange(&code(callback), &demoted.verifier)
+        .await
+        .unwrap();
+
+    let claims = rp.verify(&tokens.id_token).await.unwrap();
+    assert_eq!(claims["kratos_jit_identity"]["traits"]["role"], "user");
+    let held = hop.identity_for("okta-acme", "ada@acme.example").unwrap();
+    assert_eq!(held["traits"]["role"], "user");
+    assert_eq!(hop.kratos.identities().len(), 1);
+}
+
+#[actix_web::test]
+async fn without_signing_keys_the_hop_is_off_and_its_routes_say_why() {
+    let kratos = StandIn::start().unwrap();
+    let listener = free_listener();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let env = vec![
+        (
+            "KRATOS_JIT__LISTEN".to_owned(),
+            listener.local_addr().unwrap().to_string(),
+        ),
+        (
+            "KRATOS_JIT__KRATOS__ADMIN_URL".to_owned(),
+            kratos.base_url(),
+        ),
+        (
+            "KRATOS_JIT__HOOKS__SECRETS".to_owned(),
+            HOOK_SECRET.to_owned(),
+        ),
+        (
+            "KRATOS_JIT__PROVIDERS".to_owned(),
+            manifest_dir().join("mappers").display().to_string(),
+        ),
+    ];
+    drop(listener);
+    let config = config::load_from(None, env).unwrap();
+    let (providers, _) = Providers::load(&config.providers).unwrap();
+    let app = Application::build(
+        &config,
+        providers,
+        WorkerProgram::new(env!("CARGO_BIN_EXE_kratos-jit")),
+    )
+    .unwrap();
+    actix_web::rt::spawn(app.run_until_stopped());
+
+    let answer = rp::browser()
+        .get(format!(
+            "{address}/hop/okta-acme/.well-known/openid-configuration"
+        ))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(answer.status(), 404);
+    let page = answer.text().await.unwrap();
+    assert!(page.contains("hop.signing_keys is not set"), "{page}");
+}
