@@ -34,9 +34,9 @@ fn manifest_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn redirect_uri(provider: &str) -> String {
-    format!("http://127.0.0.1:4433/self-service/methods/oidc/callback/{provider}")
-}
+/// Kratos's callback with `pkce: force`: one for every provider (`Configuration.Redir` in
+/// selfservice/strategy/oidc/provider_config.go@v26.2.0; docs/hop.md §2.4).
+const KRATOS_CALLBACK: &str = "http://127.0.0.1:4433/self-service/methods/oidc/callback";
 
 fn upstream_client(provider: &str) -> String {
     format!("tenant={provider}&product=kratos")
@@ -212,7 +212,7 @@ impl Hop {
             issuer: self.issuer(provider),
             client_id: KRATOS_CLIENT.into(),
             client_secret: HOP_SECRET.into(),
-            redirect_uri: redirect_uri(provider),
+            redirect_uri: KRATOS_CALLBACK.to_owned(),
         })
         .await
         .unwrap()
@@ -837,7 +837,7 @@ async fn serve_dev_signs_a_sample_user_in_through_its_embedded_upstream_double()
         issuer: format!("{address}/hop/okta-acme"),
         client_id: KRATOS_CLIENT.into(),
         client_secret: serve::DEV_HOP_CLIENT_SECRET.into(),
-        redirect_uri: redirect_uri("okta-acme"),
+        redirect_uri: KRATOS_CALLBACK.to_owned(),
     })
     .await
     .unwrap();

@@ -168,7 +168,7 @@ fn okta_acme_has_the_settings_its_provider_toml_declares() {
     assert_eq!(
         acme.settings.token,
         Some(IssuerSettings {
-            issuer: "https://sso.example.test".into(),
+            issuer: "http://polis.localhost:5225".into(),
             audiences: vec!["tenant=okta-acme&product=kratos".into()],
             jwks_url: None,
             algorithms: vec![Algorithm::RS256],
@@ -776,7 +776,7 @@ ca_bundle = "missing.pem"
     let at = |line, needle| assert_error(&tree, &errors, "p/provider.toml", Some(line), needle);
     at(
         8,
-        "`token.issuer` must use https (plain http is accepted only for a loopback address)",
+        "`token.issuer` must use https (plain http is accepted only for a loopback address or a name under localhost)",
     );
     at(8, "`token.issuer` must not have a query or fragment");
     at(9, "`token.audiences` is empty");

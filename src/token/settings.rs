@@ -106,11 +106,15 @@ impl IssuerSettings {
     }
 }
 
-/// Only https, except plain http to a loopback address (test issuers). The loader applies it to
+/// Only https, except plain http to a loopback address or name (test issuers, the local stack). The loader applies it to
 /// `issuer` and `jwks_url`, the verifier to the `jwks_uri` of a discovery document.
 pub(crate) fn check_transport(url: &Url) -> Result<(), &'static str> {
     let loopback = url.host_str().is_some_and(|host| {
-        host.eq_ignore_ascii_case("localhost")
+        // `localhost` and every name under it are loopback names (RFC 6761 §6.3); the local
+        // stack's containers use them (`polis.localhost`, `kratos-jit.localhost`).
+        let lower = host.to_ascii_lowercase();
+        lower == "localhost"
+            || lower.ends_with(".localhost")
             || host
                 .trim_start_matches('[')
                 .trim_end_matches(']')
@@ -120,7 +124,9 @@ pub(crate) fn check_transport(url: &Url) -> Result<(), &'static str> {
     match url.scheme() {
         "https" => Ok(()),
         "http" if loopback => Ok(()),
-        _ => Err("must use https (plain http is accepted only for a loopback address)"),
+        _ => Err(
+            "must use https (plain http is accepted only for a loopback address or a name under localhost)",
+        ),
     }
 }
 
@@ -157,12 +163,14 @@ mod tests {
     }
 
     #[test]
-    fn plain_http_is_accepted_only_for_loopback_issuers() {
+    fn plain_http_is_accepted_only_for_loopback_addresses_and_names() {
         for ok in [
             "https://idp.example",
             "http://127.0.0.1:8080",
             "http://localhost",
             "http://[::1]:9000",
+            "http://polis.localhost:5225",
+            "http://Kratos-JIT.LocalHost:4480",
         ] {
             let url = Url::parse(ok).unwrap();
             assert_eq!(check_transport(&url), Ok(()), "{ok}");
@@ -170,6 +178,8 @@ mod tests {
         for refused in [
             "http://10.0.0.1",
             "http://idp.example",
+            "http://localhost.idp.example",
+            "http://polislocalhost",
             "ftp://localhost/keys",
         ] {
             let url = Url::parse(refused).unwrap();

@@ -103,6 +103,8 @@ pub fn token_providers(issuer_url: &str, jwks_url: Option<&str>) -> tempfile::Te
             .and_then(toml::Value::as_table_mut)
             .expect("okta-oidc-umbrella has a [token] table");
         token.insert("issuer".into(), issuer_url.into());
+        // The audience the test issuer's tokens carry (the sample's is its Okta client id).
+        token.insert("audiences".into(), vec!["kratos-client"].into());
         if let Some(jwks_url) = jwks_url {
             token.insert("jwks_url".into(), jwks_url.into());
         }
