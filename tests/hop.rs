@@ -174,12 +174,18 @@ async fn spawn_hop() -> Hop {
 }
 
 async fn spawn_hop_with(extra: &[(&str, &str)]) -> Hop {
+    spawn_hop_with_users(extra, BTreeMap::new()).await
+}
+
+/// A hop whose upstream knows every claims fixture as `<provider>/<case>`, plus `more` users.
+async fn spawn_hop_with_users(extra: &[(&str, &str)], more: BTreeMap<String, Value>) -> Hop {
     let listener = free_listener();
     let address = format!("http://{}", listener.local_addr().unwrap());
-    let users: BTreeMap<String, Value> = fixture_cases()
+    let mut users: BTreeMap<String, Value> = fixture_cases()
         .into_iter()
         .map(|(p, c)| (format!("{p}/{c}"), fixture_claims(&p, &c)))
         .collect();
+    users.extend(more);
     let clients = PROVIDERS
         .iter()
         .map(|p| OpClient {
@@ -975,4 +981,149 @@ async fn without_signing_keys_the_hop_is_off_and_its_routes_say_why() {
     assert_eq!(answer.status(), 404);
     let page = answer.text().await.unwrap();
     assert!(page.contains("hop.signing_keys is not set"), "{page}");
+}
+
+/// `claims` with every occurrence of `from` in its strings (keys too) replaced by `to`.
+fn replaced(claims: &Value, from: &str, to: &str) -> Value {
+    let text = serde_json::to_string(claims).unwrap();
+    serde_json::from_str(&text.replace(from, to)).unwrap()
+}
+
+/// The seed test plan, per sample IdP, through the hop. `(provider, admin case, user case,
+/// the tenant's domain)`: the user case's person becomes the admin's (same subject and address),
+/// so that it is the admin removed from the admin group at the IdP.
+const SEED_PLAN: &[(&str, &str, &str, &str)] = &[
+    ("okta-acme", "admin", "demoted", "acme.example"),
+    ("entra-globex", "admin", "user", "globex.example"),
+    ("onelogin-initech", "admin", "user", "initech.example"),
+    ("okta-oidc-umbrella", "admin", "user", "umbrella.example"),
+];
+
+async fn session_count(hop: &Hop, identity_id: &str) -> usize {
+    let url = format!(
+        "{}/admin/identities/{identity_id}/sessions",
+        hop.kratos.base_url()
+    );
+    let sessions: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+    sessions.as_array().expect("a list of sessions").len()
+}
+
+#[actix_web::test]
+async fn the_seed_test_plan_holds_through_the_hop_for_every_sample_idp() {
+    let mut more = BTreeMap::new();
+    for (provider, admin, user, domain) in SEED_PLAN {
+        let admin_claims = fixture_claims(provider, admin);
+        let user_claims = fixture_claims(provider, user);
+        let mut demoted = user_claims.clone();
+        for member in ["sub", "email"] {
+            let (Some(from), Some(to)) =
+                (user_claims[member].as_str(), admin_claims[member].as_str())
+            else {
+                continue;
+            };
+            demoted = replaced(&demoted, from, to);
+        }
+        let foreign = replaced(&admin_claims, &format!("@{domain}"), "@elsewhere.example");
+        let foreign = replaced(
+            &foreign,
+            admin_claims["sub"].as_str().unwrap(),
+            "seed-foreign-user",
+        );
+        more.insert(format!("seed/{provider}/demoted"), demoted);
+        more.insert(format!("seed/{provider}/foreign"), foreign);
+    }
+    let hop = spawn_hop_with_users(&[], more).await;
+
+    for (provider, admin, _, domain) in SEED_PLAN {
+        let subject = fixture_claims(provider, admin)["sub"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let rp = hop.rp(provider).await;
+
+        // First login: created, in the provider's tenant, with the admin role.
+        let (first, callback) = hop.sign_in(&rp, &format!("{provider}/{admin}")).await;
+        let held = hop
+            .identity_for(provider, &subject)
+            .expect("created at the callback");
+        assert_eq!(held["traits"]["role"], "admin", "{provider}");
+        let tenant = held["traits"]["tenant_id"].as_str().unwrap().to_owned();
+        assert!(tenant.starts_with("tenant-"), "{provider}: {tenant}");
+        assert!(
+            held["traits"]["email"].as_str().unwrap().ends_with(domain),
+            "{provider}"
+        );
+        let tokens = rp.exchange(&code(callback), &first.verifier).await.unwrap();
+        let claims = rp.verify(&tokens.id_token).await.unwrap();
+        assert_eq!(claims["sub"], subject.as_str(), "{provider}");
+        let id = held["id"].as_str().unwrap().to_owned();
+        // The session Kratos would create from that login, and an older one.
+        hop.kratos.add_session(&id);
+        hop.kratos.add_session(&id);
+
+        // The same login again writes nothing and keeps the sessions.
+        let writes = hop.kratos.writes().len();
+        let (again, callback) = hop.sign_in(&rp, &format!("{provider}/{admin}")).await;
+        rp.exchange(&code(callback), &again.verifier).await.unwrap();
+        assert_eq!(hop.kratos.writes().len(), writes, "{provider}: unchanged");
+        assert_eq!(session_count(&hop, &id).await, 2, "{provider}");
+
+        // Removed from the admin group at the IdP: lowered at the next login, and the earlier
+        // sessions are gone before Kratos gets a code to make a new one.
+        let (demoted, callback) = hop.sign_in(&rp, &format!("seed/{provider}/demoted")).await;
+        let code = code(callback);
+        let held = hop.identity_for(provider, &subject).unwrap();
+        assert_eq!(held["id"], id.as_str(), "{provider}: the same identity");
+        assert_eq!(held["traits"]["role"], "user", "{provider}");
+        assert_eq!(held["traits"]["tenant_id"], tenant.as_str(), "{provider}");
+        assert_eq!(
+            session_count(&hop, &id).await,
+            0,
+            "{provider}: sessions revoked"
+        );
+        let tokens = rp.exchange(&code, &demoted.verifier).await.unwrap();
+        let claims = rp.verify(&tokens.id_token).await.unwrap();
+        assert_eq!(
+            claims["kratos_jit_identity"]["traits"]["role"], "user",
+            "{provider}"
+        );
+
+        // An e-mail outside the tenant's domains: refused, nothing written.
+        let before = hop.kratos.identities();
+        let (_, callback) = hop.sign_in(&rp, &format!("seed/{provider}/foreign")).await;
+        let (error, description) = error(callback);
+        assert_eq!(error, "access_denied", "{provider}");
+        assert!(!description.is_empty(), "{provider}");
+        assert_eq!(
+            hop.kratos.identities(),
+            before,
+            "{provider}: nothing written"
+        );
+    }
+    assert_eq!(hop.kratos.identities().len(), SEED_PLAN.len());
+}
+
+/// Several providers share one bridge. A token the bridge minted for provider A's connection,
+/// arriving at provider B's callback, is refused: B's `[token]` audience is B's own client id.
+#[actix_web::test]
+async fn a_token_of_another_provider_at_the_hop_is_refused_and_nothing_is_written() {
+    let hop = spawn_hop().await;
+    hop.upstream.set_tamper(Tamper::OtherClient);
+    for provider in PROVIDERS {
+        let rp = hop.rp(provider).await;
+        let (_, callback) = hop.sign_in(&rp, &format!("{provider}/admin")).await;
+        let (error, description) = error(callback);
+        assert_eq!(error, "access_denied", "{provider}");
+        assert!(
+            description.contains("could not be verified"),
+            "{provider}: {description}"
+        );
+    }
+    assert_eq!(hop.kratos.writes(), vec![], "nothing was written");
+
+    // The same users, with tokens for their own provider, get in.
+    hop.upstream.set_tamper(Tamper::None);
+    let rp = hop.rp("okta-acme").await;
+    let (_, callback) = hop.sign_in(&rp, "okta-acme/admin").await;
+    code(callback);
 }

@@ -62,6 +62,9 @@ pub enum Tamper {
     WrongSignature,
     WrongIssuer,
     WrongAudience,
+    /// Minted for another of its clients: the token a shared bridge issues to another
+    /// customer's connection (its `aud` is that client's id).
+    OtherClient,
     /// Expired an hour ago.
     Expired,
     /// Without the nonce of the request.
@@ -323,6 +326,11 @@ async fn token(
         }
         Tamper::WrongAudience => {
             claims.insert("aud".into(), "someone-else".into());
+        }
+        Tamper::OtherClient => {
+            if let Some(other) = op.clients.iter().find(|c| c.client_id != grant.client_id) {
+                claims.insert("aud".into(), other.client_id.clone().into());
+            }
         }
         Tamper::Expired => {
             claims.insert("iat".into(), (issued - 7200).into());
