@@ -1,5 +1,7 @@
-//! The README's walkthrough, run as written: `kratos-jit serve --dev`, then every command of the
-//! walkthrough block through `bash`, each checked against the `# expect:` line that follows it.
+//! The README's walkthrough, run as written: `kratos-jit serve --dev`, then the walkthrough block
+//! in one `bash` session (so that a step may use what an earlier one set), the output of each
+//! step — the lines since the previous `# expect:` line — checked against the `# expect:` line
+//! that ends it.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -14,7 +16,7 @@ impl Drop for Dev {
     }
 }
 
-/// (command, expected fragment of its output), in README order.
+/// (step, expected fragment of its output), in README order.
 fn walkthrough() -> Vec<(String, String)> {
     let readme =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
@@ -25,19 +27,21 @@ fn walkthrough() -> Vec<(String, String)> {
         .find("<!-- walkthrough:end -->")
         .expect("the walkthrough ends");
     let mut steps = Vec::new();
-    let mut command: Option<String> = None;
+    let mut step = String::new();
     for line in readme[start..end].lines() {
         if let Some(expected) = line.strip_prefix("# expect: ") {
-            let command = command.take().expect("an expect line follows a command");
-            steps.push((command, expected.to_owned()));
-        } else if line.starts_with("curl ") {
-            assert!(
-                command.is_none(),
-                "a command without an expect line: {command:?}"
-            );
-            command = Some(line.to_owned());
+            assert!(!step.trim().is_empty(), "an expect line without a step");
+            steps.push((std::mem::take(&mut step), expected.to_owned()));
+        } else if !line.starts_with("```") && !line.starts_with("<!--") {
+            step.push_str(line);
+            step.push('\n');
         }
     }
+    assert!(
+        step.lines()
+            .all(|l| l.trim().is_empty() || l.starts_with('#')),
+        "commands after the last expect line: {step}"
+    );
     steps
 }
 
@@ -65,22 +69,36 @@ fn the_readme_walkthrough_works_as_written() {
         .spawn()
         .unwrap());
     wait_for(4434);
+    wait_for(4445);
     wait_for(4480);
-    for (command, expected) in steps {
-        let out = Command::new("bash")
-            .args(["-c", &command])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
+    // One session: step i's output goes to <dir>/i, its status to <dir>/i.status.
+    let outputs = tempfile::tempdir().unwrap();
+    let mut script = String::new();
+    for (i, (step, _)) in steps.iter().enumerate() {
+        let out = outputs.path().join(i.to_string());
+        script.push_str(&format!(
+            "{{\n{step}}} > '{out}' 2>&1\necho $? > '{out}.status'\n",
+            out = out.display()
+        ));
+    }
+    let session = Command::new("bash")
+        .args(["-c", &script])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(
+        session.status.success(),
+        "{}",
+        String::from_utf8_lossy(&session.stderr)
+    );
+    for (i, (step, expected)) in steps.iter().enumerate() {
+        let out = outputs.path().join(i.to_string());
+        let output = std::fs::read_to_string(&out).unwrap_or_default();
+        let status = std::fs::read_to_string(out.with_extension("status")).unwrap_or_default();
+        assert_eq!(status.trim(), "0", "{step}\n{output}");
         assert!(
-            out.status.success(),
-            "{command}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            stdout.contains(&expected),
-            "{command}\nexpected {expected} in:\n{stdout}"
+            output.contains(expected.as_str()),
+            "{step}\nexpected {expected} in:\n{output}"
         );
     }
     drop(dev);
