@@ -5,6 +5,11 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+#[path = "common/tree.rs"]
+mod tree;
+
+use tree::copy_dir;
+
 fn kratos_jit(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kratos-jit"))
         .args(args)
@@ -17,24 +22,11 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 /// A private copy of the sample providers that a test may break.
 fn sample_copy() -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("mappers");
-    copy_tree(&Path::new(env!("CARGO_MANIFEST_DIR")).join("mappers"), &dir);
+    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("mappers"), &dir);
     (tmp, dir)
 }
 

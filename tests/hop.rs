@@ -4,6 +4,8 @@
 
 #[path = "common/rp.rs"]
 mod rp;
+#[path = "common/tree.rs"]
+mod tree;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,6 +20,7 @@ use kratos_jit::standin::{Fault, StandIn};
 use serde_json::{Value, json};
 
 use rp::{Authorization, Callback, Rp, RpConfig, follow};
+use tree::copy_dir;
 
 const HOOK_SECRET: &str = "test-hook-secret-0123456789";
 const HOP_SECRET: &str = "hop client secret: 0123456789 &=+%";
@@ -97,19 +100,6 @@ fn providers_for(upstream_issuer: &str, dir: &Path) {
         upstream.remove("client_secret_env");
         upstream.insert("client_secret_file".into(), "upstream-secret".into());
         std::fs::write(&path, toml::to_string(&settings).unwrap()).unwrap();
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
     }
 }
 

@@ -10,6 +10,7 @@ use kratos_jit::standin::StandIn;
 use serde_json::{Value, json};
 
 use crate::issuer::{self, TestIssuer};
+use crate::tree::copy_dir;
 
 pub const API_SECRET: &str = "test-api-secret-0123456789";
 pub const TRUSTED_SECRET: &str = "test-trusted-secret-0123456789";
@@ -147,19 +148,6 @@ fn copy_provider(provider: &str, tree: &Path, edit: impl FnOnce(&mut toml::Table
         toml::from_str(&std::fs::read_to_string(&settings_path).unwrap()).unwrap();
     edit(&mut settings);
     std::fs::write(&settings_path, toml::to_string(&settings).unwrap()).unwrap();
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 /// The ID token claims of `okta-oidc-umbrella/<case>.json` (its `raw_claims`), as `issuer`

@@ -2,6 +2,8 @@
 
 #[path = "../common/issuer.rs"]
 mod issuer;
+#[path = "../common/tree.rs"]
+mod tree;
 
 mod concurrency;
 mod helpers;

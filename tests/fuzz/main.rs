@@ -19,6 +19,8 @@
 
 #[path = "../common/issuer.rs"]
 mod issuer;
+#[path = "../common/tree.rs"]
+mod tree;
 
 mod carried;
 mod claims;

@@ -16,6 +16,7 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 
 use crate::json::{Edit, stray_bytes};
+use crate::tree::copy_dir;
 use crate::valid::manifest_dir;
 
 /// A change to a text file, line by line.
@@ -284,19 +285,6 @@ fn apply_bytes(mut bytes: Vec<u8>, edits: &[Edit]) -> Vec<u8> {
         edits: edits.to_vec(),
     }
     .apply(&doc)
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 /// Loads a copy of `mappers/okta-acme` holding `settings` and `mapper`, on an 8 MiB stack, and
