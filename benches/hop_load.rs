@@ -463,7 +463,10 @@ impl World {
         let Some(code) = query.get("code") else {
             return Err(Failure::Redirect(
                 "callback",
-                format!("{}", query.get("error").map_or("no code", String::as_str)),
+                query
+                    .get("error")
+                    .map_or("no code", String::as_str)
+                    .to_string(),
             ));
         };
         let body = form_urlencoded::Serializer::new(String::new())
@@ -731,11 +734,8 @@ fn report(
     name: &str,
     phase: Phase,
     rate: f64,
-    samples: &[(Sample, bool)],
-    failures: &[String],
-    elapsed: Duration,
-    before: &Cpu,
-    after: &Cpu,
+    (samples, failures, elapsed): (&[(Sample, bool)], &[String], Duration),
+    (before, after): (&Cpu, &Cpu),
     server_pid: Option<u32>,
 ) -> Value {
     let n = samples.len() + failures.len();
@@ -891,11 +891,8 @@ async fn main_async(args: Args) -> Result<(), String> {
             name,
             phase,
             args.rate,
-            &samples,
-            &failures,
-            elapsed,
-            &before,
-            &after,
+            (&samples, &failures, elapsed),
+            (&before, &after),
             args.server_pid,
         );
         failed |= !failures.is_empty();
