@@ -40,7 +40,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 pub use flow::{Answer, Callback};
-pub use keys::{KeyAlgorithm, SigningKeys, generate};
+pub use keys::{KeyAlgorithm, Signer, SigningKeys, generate};
 
 use crate::config::Config;
 use crate::provider::{Provider, Providers, SecretSource};

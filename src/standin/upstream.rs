@@ -29,6 +29,8 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::hop::Signer;
+
 /// The double's RSA key: development only, committed on purpose.
 const SIGNING_KEY: &str = include_str!("../../dev/upstream-op-key.pem");
 /// Its kid, as a bridge names its keys.
@@ -93,7 +95,8 @@ pub struct OpShared {
     issuer: Mutex<String>,
     clients: Vec<OpClient>,
     inner: Mutex<Inner>,
-    key: EncodingKey,
+    /// Its key, prepared once: what signs every token but the tampered ones.
+    signer: Signer,
     jwk: Value,
 }
 
@@ -105,6 +108,10 @@ impl OpShared {
     /// A double for these clients and users (`login_hint` → ID token claims).
     pub fn new(clients: Vec<OpClient>, users: BTreeMap<String, Value>) -> Arc<OpShared> {
         let key = EncodingKey::from_rsa_pem(SIGNING_KEY.as_bytes()).expect("the double's key");
+        let private = rsa::pkcs8::DecodePrivateKey::from_pkcs8_pem(SIGNING_KEY)
+            .or_else(|_| rsa::pkcs1::DecodeRsaPrivateKey::from_pkcs1_pem(SIGNING_KEY))
+            .expect("the double's key");
+        let signer = Signer::rs256(private).expect("the double's key signs");
         let mut jwk = Jwk::from_encoding_key(&key, Algorithm::RS256).expect("its JWK");
         jwk.common.key_id = Some(KID.into());
         jwk.common.public_key_use = Some(PublicKeyUse::Signature);
@@ -118,7 +125,7 @@ impl OpShared {
                 tamper: Tamper::None,
                 exchanges: Vec::new(),
             }),
-            key,
+            signer,
             jwk: serde_json::to_value(jwk).expect("JWK JSON"),
         })
     }
@@ -344,11 +351,10 @@ async fn token(
     header.kid = Some(KID.into());
     let id_token = if tamper == Tamper::WrongSignature {
         let other = rsa_test_key();
-        jsonwebtoken::encode(&header, &claims, &other)
+        jsonwebtoken::encode(&header, &claims, &other).expect("the double signs")
     } else {
-        jsonwebtoken::encode(&header, &claims, &op.key)
-    }
-    .expect("the double signs");
+        op.signer.jws(&header, &claims)
+    };
     let mut access = [0u8; 24];
     rand::fill(&mut access);
     HttpResponse::Ok()
