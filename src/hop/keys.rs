@@ -69,9 +69,9 @@ impl std::str::FromStr for KeyAlgorithm {
 }
 
 /// A private key prepared once for signing: RSA with its CRT values precomputed, P-256 with its
-/// scalar. (`jsonwebtoken::encode` parses and, for RSA, validates and precomputes the key again
-/// at every signature: about 2.4 ms of the hop's CPU per RS256 token on a 2-core VM,
-/// bench/README.md "Claims hop logins".)
+/// scalar (`jsonwebtoken::encode` would parse and validate the key again at every signature).
+/// An RS256 signature still costs about five times an ES256 one (2.5 against 0.5 ms at p50 for
+/// the token endpoint on a 2-core VM, bench/README.md "Claims hop logins"): prefer ES256 keys.
 pub enum Signer {
     Rs256(Box<rsa::pkcs1v15::SigningKey<sha2::Sha256>>),
     Es256(p256::ecdsa::SigningKey),
