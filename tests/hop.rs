@@ -1121,3 +1121,105 @@ async fn a_token_of_another_provider_at_the_hop_is_refused_and_nothing_is_writte
     let (_, callback) = hop.sign_in(&rp, "okta-acme/admin").await;
     code(callback);
 }
+
+/// Everything logged in this test process, at TRACE, as text (installed once for the process:
+/// the servers' worker threads log there too).
+fn captured_logs() -> std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
+    use std::sync::{Arc, Mutex, OnceLock};
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        struct Sink(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Sink {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let logs: Arc<Mutex<Vec<u8>>> = Arc::default();
+        let sink = Arc::clone(&logs);
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("trace"))
+            .with_ansi(false)
+            .with_writer(move || Sink(Arc::clone(&sink)))
+            .init();
+        logs
+    })
+    .clone()
+}
+
+/// Every string in `value` long enough to be someone's data rather than a word of the schema
+/// (the rule of tests/api/privacy.rs).
+fn personal_strings(value: &Value, into: &mut Vec<String>) {
+    match value {
+        Value::String(s) if s.chars().count() >= 6 && !s.starts_with("http") => {
+            into.push(s.clone());
+        }
+        Value::Array(items) => items.iter().for_each(|v| personal_strings(v, into)),
+        Value::Object(map) => map.values().for_each(|v| personal_strings(v, into)),
+        _ => {}
+    }
+}
+
+/// The hop's own steps log no personal data: every claims fixture signs in through the hop
+/// (allowed ones through the token endpoint and userinfo as well) with the process logging at
+/// TRACE, and no string of the fixtures' claims, nor a refusal's text, appears in the log.
+#[actix_web::test]
+async fn every_fixture_through_the_hop_logs_no_personal_data() {
+    let logs = captured_logs();
+    let hop = spawn_hop().await;
+    let mut values = Vec::new();
+    let (mut allowed, mut denied) = (0, 0);
+    for (provider, case) in fixture_cases() {
+        personal_strings(&fixture_claims(&provider, &case), &mut values);
+        let rp = hop.rp(&provider).await;
+        let (authorization, callback) = hop.sign_in(&rp, &format!("{provider}/{case}")).await;
+        match callback {
+            Callback::Code(code) => {
+                let tokens = rp.exchange(&code, &authorization.verifier).await.unwrap();
+                let claims = rp.verify(&tokens.id_token).await.unwrap();
+                let sub = claims["sub"].as_str().unwrap();
+                rp.userinfo(&tokens.access_token, sub).await.unwrap();
+                allowed += 1;
+            }
+            Callback::Error { description, .. } => {
+                values.extend(description.filter(|d| d.chars().count() >= 6));
+                denied += 1;
+            }
+        }
+    }
+    assert!(
+        allowed > 20 && denied > 10,
+        "{allowed} allowed, {denied} denied"
+    );
+
+    let log = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    assert!(
+        log.contains("Login processed."),
+        "the logins were not logged"
+    );
+    assert!(log.contains("TRACE"), "nothing was logged at TRACE");
+    // A provider id's parts and Polis's `product` are configuration, not anyone's data.
+    values.retain(|v| v != "kratos" && !PROVIDERS.iter().any(|p| p.contains(v.as_str())));
+    values.sort();
+    values.dedup();
+    assert!(
+        values.len() > 100,
+        "only {} values to look for",
+        values.len()
+    );
+    let leaks: Vec<String> = values
+        .iter()
+        .filter_map(|v| {
+            let line = log.lines().find(|line| line.contains(v.as_str()))?;
+            Some(format!("{v:?} in: {line}"))
+        })
+        .collect();
+    assert!(
+        leaks.is_empty(),
+        "the hop's log leaks:\n{}",
+        leaks.join("\n")
+    );
+}
