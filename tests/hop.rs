@@ -2,6 +2,8 @@
 //! provider (tests/common/rp.rs), the real `serve` application, the Kratos stand-in and an
 //! upstream OpenID Provider double that signs like a real bridge (`standin::upstream`).
 
+#[path = "common/personal.rs"]
+mod personal;
 #[path = "common/rp.rs"]
 mod rp;
 #[path = "common/tree.rs"]
@@ -19,6 +21,7 @@ use kratos_jit::standin::upstream::{OpClient, OpFault, Tamper, UpstreamOp};
 use kratos_jit::standin::{Fault, StandIn};
 use serde_json::{Value, json};
 
+use personal::personal_strings;
 use rp::{Authorization, Callback, Rp, RpConfig, follow};
 use tree::copy_dir;
 
@@ -1148,19 +1151,6 @@ fn captured_logs() -> std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
         logs
     })
     .clone()
-}
-
-/// Every string in `value` long enough to be someone's data rather than a word of the schema
-/// (the rule of tests/api/privacy.rs).
-fn personal_strings(value: &Value, into: &mut Vec<String>) {
-    match value {
-        Value::String(s) if s.chars().count() >= 6 && !s.starts_with("http") => {
-            into.push(s.clone());
-        }
-        Value::Array(items) => items.iter().for_each(|v| personal_strings(v, into)),
-        Value::Object(map) => map.values().for_each(|v| personal_strings(v, into)),
-        _ => {}
-    }
 }
 
 /// The hop's own steps log no personal data: every claims fixture signs in through the hop

@@ -2,6 +2,8 @@
 
 #[path = "../common/issuer.rs"]
 mod issuer;
+#[path = "../common/personal.rs"]
+mod personal;
 #[path = "../common/tree.rs"]
 mod tree;
 

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{HOOK_SECRET, TRUSTED_SECRET, manifest_dir};
 use crate::logs::{Format, Served};
+use crate::personal::personal_strings;
 
 /// Every claims file the repository holds, with the provider it belongs to.
 fn every_claims_fixture() -> Vec<(String, PathBuf)> {
@@ -62,18 +63,6 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     files
-}
-
-/// Every string in `value` long enough to be someone's data rather than a word of the schema.
-fn strings(value: &Value, into: &mut Vec<String>) {
-    match value {
-        Value::String(s) if s.chars().count() >= 6 && !s.starts_with("http") => {
-            into.push(s.clone());
-        }
-        Value::Array(items) => items.iter().for_each(|v| strings(v, into)),
-        Value::Object(map) => map.values().for_each(|v| strings(v, into)),
-        _ => {}
-    }
 }
 
 fn now() -> i64 {
@@ -143,7 +132,7 @@ async fn sweep(format: Format) {
     let (mut allowed, mut denied) = (0, 0);
     for (i, (provider, file)) in every_claims_fixture().into_iter().enumerate() {
         let claims: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
-        strings(&claims, &mut secrets);
+        personal_strings(&claims, &mut secrets);
 
         let (status, answer) = post(
             &client,
