@@ -13,18 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::error::{Location, MapperError};
 use super::nesting;
-
-/// The 1-based line and column (in characters) of a byte offset.
-fn line_and_column(code: &str, offset: usize) -> (usize, usize) {
-    let mut end = offset.min(code.len());
-    while !code.is_char_boundary(end) {
-        end -= 1;
-    }
-    let before = &code[..end];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, column)
-}
+use crate::provider::LineIndex;
 
 /// A mapper file as loaded from disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,7 +81,7 @@ pub(super) fn prepare(
     source: &MapperSource,
 ) -> Result<PreparedSnippet, MapperError> {
     if let Err(too_deep) = nesting::check(&source.code) {
-        let (line, column) = line_and_column(&source.code, too_deep.offset);
+        let (line, column) = LineIndex::new(&source.code).locate(too_deep.offset);
         return Err(MapperError::Compile {
             location: Location {
                 path: source.path.clone(),

@@ -77,21 +77,22 @@ impl fmt::Display for LoadWarning {
 }
 
 /// Turns byte offsets into 1-based line and column numbers.
-pub(super) struct LineIndex<'t> {
+pub(crate) struct LineIndex<'t> {
     text: &'t str,
     /// Byte offset at which each line starts.
     starts: Vec<usize>,
 }
 
 impl<'t> LineIndex<'t> {
-    pub(super) fn new(text: &'t str) -> Self {
+    pub(crate) fn new(text: &'t str) -> Self {
         let starts = std::iter::once(0)
             .chain(text.match_indices('\n').map(|(i, _)| i + 1))
             .collect();
         LineIndex { text, starts }
     }
 
-    pub(super) fn locate(&self, offset: usize) -> (usize, usize) {
+    /// The 1-based line and column (in characters) of a byte offset.
+    pub(crate) fn locate(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.text.len());
         let line = self.starts.partition_point(|&start| start <= offset) - 1;
         let start = self.starts[line];

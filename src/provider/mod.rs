@@ -15,7 +15,7 @@
 //! Stray files are [`LoadWarning`]s; names starting with `.` are ignored.
 
 mod diagnostic;
-pub(crate) use diagnostic::did_you_mean;
+pub(crate) use diagnostic::{LineIndex, did_you_mean};
 mod fixtures;
 mod report;
 mod settings;
