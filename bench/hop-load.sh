@@ -13,8 +13,11 @@
 #   RUNS=3             runs, each against a freshly started server
 #   UPDATE_SHARE=0.1   share of logins that change the identity
 #   DEPS=true          also time the callback's dependency calls directly (the `deps` phase)
-#   HOP_KEY=dev        dev: the committed RS256 development key (dev/hop-signing-key.pem);
-#                      ES256 or RS256: a key generated for the run (kratos-jit keys generate)
+#   HOP_KEY=ES256      ES256 or RS256: a key generated for the run (kratos-jit keys generate);
+#                      dev: the committed RS256 development key (dev/hop-signing-key.pem)
+#   UPSTREAM_ALG=ES256 how the embedded upstream double signs (serve --dev --dev-upstream-alg):
+#                      ES256, or RS256 as Ory Polis does (its signatures cost the double ~2 ms
+#                      of CPU each, on the same two cores)
 #   OUT=<new temp dir> where server logs, run-<n>.json and summary.md go
 set -euo pipefail
 
@@ -30,7 +33,8 @@ WARMUP=${WARMUP:-5}
 RUNS=${RUNS:-3}
 UPDATE_SHARE=${UPDATE_SHARE:-0.1}
 DEPS=${DEPS:-true}
-HOP_KEY=${HOP_KEY:-dev}
+HOP_KEY=${HOP_KEY:-ES256}
+UPSTREAM_ALG=${UPSTREAM_ALG:-ES256}
 OUT=${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/kratos-jit-hop-bench.XXXXXX")}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -86,7 +90,7 @@ CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
   echo "machine: $(nproc) cores, $CPU_MODEL, $(free -g | awk '/^Mem/ {print $2}') GiB, $(uname -sr)"
   echo "rustc: $(rustc --version)"
   echo "binary sha256: $(sha256sum "$BIN" | cut -c1-16)"
-  echo "settings: RATE=$RATE DURATION=$DURATION WARMUP=$WARMUP UPDATE_SHARE=$UPDATE_SHARE HOP_KEY=$HOP_KEY"
+  echo "settings: RATE=$RATE DURATION=$DURATION WARMUP=$WARMUP UPDATE_SHARE=$UPDATE_SHARE HOP_KEY=$HOP_KEY UPSTREAM_ALG=$UPSTREAM_ALG"
 } | tee "$OUT/meta.txt" >&2
 
 for ((run = 1; run <= RUNS; run++)); do
@@ -96,8 +100,10 @@ for ((run = 1; run <= RUNS; run++)); do
     # Only serve --dev's own settings: a stray KRATOS_JIT__ variable would change them.
     while read -r name; do unset "$name"; done < <(compgen -e | grep '^KRATOS_JIT' || true)
     export KRATOS_JIT_LOG=info
+    # The hop reports its waits on the double and the stand-in, so the driver can subtract them.
+    export KRATOS_JIT__HOP__SERVER_TIMING=true
     [[ ${#KEY_ENV[@]} -eq 0 ]] || export "${KEY_ENV[@]}"
-    exec "$BIN" serve --dev --log-format json 2>"$OUT/server-$run.log"
+    exec "$BIN" serve --dev --dev-upstream-alg "$UPSTREAM_ALG" --log-format json 2>"$OUT/server-$run.log"
   ) &
   SERVER_PID=$!
   python3 bench/provision_load.py wait-http http://127.0.0.1:4480/health/alive --pid "$SERVER_PID" --timeout 60 ||

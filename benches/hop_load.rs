@@ -329,7 +329,24 @@ fn world(args: &Args) -> World {
 #[derive(Debug, Clone, Copy, Default)]
 struct Sample {
     lag: u32,
-    steps: [u32; 4],
+    /// Logins: authorize, upstream, callback, token, and the time the hop reported waiting on
+    /// the upstream and Kratos (`Server-Timing: dep`, [`NO_TIMING`] without it). Deps: upstream
+    /// authorize, upstream token, Kratos lookup, their sum, 0.
+    steps: [u32; 5],
+}
+
+/// A login whose answers carried no `Server-Timing` (the server runs without
+/// `hop.server_timing`).
+const NO_TIMING: u32 = u32::MAX;
+
+/// The `dep` duration of a `Server-Timing` header, in µs.
+fn dependency_time(response: &reqwest::Response) -> Option<u32> {
+    let header = response.headers().get("Server-Timing")?.to_str().ok()?;
+    header.split(',').find_map(|metric| {
+        let (name, params) = metric.trim().split_once(';')?;
+        let ms: f64 = params.trim().strip_prefix("dur=")?.parse().ok()?;
+        (name == "dep").then_some((ms * 1e3).round() as u32)
+    })
 }
 
 #[derive(Debug)]
@@ -370,12 +387,12 @@ fn micros(since: Instant) -> u32 {
     since.elapsed().as_micros().min(u32::MAX as u128) as u32
 }
 
-/// A GET that must answer a redirect; returns its `Location`.
+/// A GET that must answer a redirect; returns its `Location` and its `Server-Timing` `dep`.
 async fn redirect(
     http: &reqwest::Client,
     step: &'static str,
     url: &str,
-) -> Result<String, Failure> {
+) -> Result<(String, Option<u32>), Failure> {
     let response = http
         .get(url)
         .send()
@@ -387,10 +404,11 @@ async fn redirect(
         .get("Location")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let dep = dependency_time(&response);
     // Read to the end so that the connection goes back to the pool.
     let _ = response.bytes().await;
     match (status, location) {
-        (302 | 303, Some(location)) => Ok(location),
+        (302 | 303, Some(location)) => Ok((location, dep)),
         _ => Err(Failure::Status(step, status)),
     }
 }
@@ -423,7 +441,7 @@ impl World {
     }
 
     /// One full hop login; steps: authorize, upstream, callback, token.
-    async fn login(&self, user: &User) -> Result<[u32; 4], Failure> {
+    async fn login(&self, user: &User) -> Result<[u32; 5], Failure> {
         let p = &self.providers[user.provider];
         let state = random();
         let verifier = random();
@@ -439,10 +457,11 @@ impl World {
             .append_pair("code_challenge_method", "S256")
             .append_pair("login_hint", &user.hint);
         let t = Instant::now();
-        let to_upstream = redirect(&self.browser, "authorize", url.as_str()).await?;
+        let (to_upstream, dep_authorize) =
+            redirect(&self.browser, "authorize", url.as_str()).await?;
         let authorize = micros(t);
         let t = Instant::now();
-        let to_callback = redirect(&self.browser, "upstream", &to_upstream).await?;
+        let (to_callback, _) = redirect(&self.browser, "upstream", &to_upstream).await?;
         let upstream = micros(t);
         if !to_callback.starts_with(&self.hop) {
             return Err(Failure::Redirect(
@@ -451,7 +470,7 @@ impl World {
             ));
         }
         let t = Instant::now();
-        let to_kratos = redirect(&self.browser, "callback", &to_callback).await?;
+        let (to_kratos, dep_callback) = redirect(&self.browser, "callback", &to_callback).await?;
         let callback = micros(t);
         let query = query_of(&to_kratos);
         if !to_kratos.starts_with(&p.redirect_uri) || query.get("state") != Some(&state) {
@@ -491,6 +510,7 @@ impl World {
             .await
             .map_err(|e| Failure::Transport("token", chain(&e)))?;
         let status = response.status().as_u16();
+        let dep_token = dependency_time(&response);
         let answer = response
             .bytes()
             .await
@@ -504,13 +524,17 @@ impl World {
         if !answer["id_token"].is_string() {
             return Err(Failure::Redirect("token", "no id_token".into()));
         }
-        Ok([authorize, upstream, callback, token])
+        let dep = match (dep_authorize, dep_callback, dep_token) {
+            (Some(a), Some(c), Some(t)) => a + c + t,
+            _ => NO_TIMING,
+        };
+        Ok([authorize, upstream, callback, token, dep])
     }
 
     /// The callback's dependency calls made directly, as the sidecar makes them: the double's
     /// authorize (to get a code), its token endpoint, and the stand-in's credential lookup.
     /// Steps: upstream authorize, upstream token, Kratos lookup, their sum (token + lookup).
-    async fn deps(&self, user: &User) -> Result<[u32; 4], Failure> {
+    async fn deps(&self, user: &User) -> Result<[u32; 5], Failure> {
         let p = &self.providers[user.provider];
         let verifier = random();
         let callback = format!("{}/hop/{}/callback", self.hop, p.id);
@@ -526,7 +550,7 @@ impl World {
             .append_pair("nonce", &random())
             .append_pair("login_hint", &user.hint);
         let t = Instant::now();
-        let location = redirect(&self.browser, "upstream", url.as_str()).await?;
+        let (location, _) = redirect(&self.browser, "upstream", url.as_str()).await?;
         let authorize = micros(t);
         let Some(code) = query_of(&location).remove("code") else {
             return Err(Failure::Redirect("upstream", "no code".into()));
@@ -586,7 +610,7 @@ impl World {
         if status != 200 || found.len() < 10 {
             return Err(Failure::Status("kratos", status));
         }
-        Ok([authorize, token, kratos, token + kratos])
+        Ok([authorize, token, kratos, token + kratos, 0])
     }
 }
 
@@ -771,6 +795,16 @@ fn report(
                 .collect();
             let all = samples.iter().map(|(s, _)| s.steps.iter().sum()).collect();
             result["share"] = stats(share);
+            // The sidecar's own share: the share less what the hop itself reported waiting on
+            // the upstream and Kratos (`Server-Timing`).
+            if samples.iter().all(|(s, _)| s.steps[4] != NO_TIMING) {
+                let own = samples
+                    .iter()
+                    .map(|(s, _)| (s.steps[0] + s.steps[2] + s.steps[3]).saturating_sub(s.steps[4]))
+                    .collect();
+                result["own"] = stats(own);
+                result["hop_waited"] = stats(column(4));
+            }
             result["authorize"] = stats(column(0));
             result["upstream_authorize"] = stats(column(1));
             result["callback"] = stats(column(2));
@@ -795,8 +829,17 @@ fn line(r: &Value) -> String {
         )
     };
     let main = if r.get("share").is_some() {
+        let own = match r.get("own") {
+            Some(_) => format!(
+                "own share {} ms (hop waited on deps p50 {} / p99 {}) | ",
+                p("own"),
+                r["hop_waited"]["p50_ms"],
+                r["hop_waited"]["p99_ms"]
+            ),
+            None => String::new(),
+        };
         format!(
-            "share {} ms | authorize p99 {} | callback p99 {} | token p99 {} | upstream step p99 {}",
+            "{own}share {} ms | authorize p99 {} | callback p99 {} | token p99 {} | upstream step p99 {}",
             p("share"),
             r["authorize"]["p99_ms"],
             r["callback"]["p99_ms"],
@@ -923,7 +966,7 @@ async fn upstream_issuer(world: &World) -> Result<String, String> {
         .append_pair("state", &random())
         .append_pair("code_challenge", &s256(&random()))
         .append_pair("code_challenge_method", "S256");
-    let location = redirect(&world.browser, "authorize", url.as_str())
+    let (location, _) = redirect(&world.browser, "authorize", url.as_str())
         .await
         .map_err(|f| format!("the hop at {}: {f}", world.hop))?;
     let parsed = reqwest::Url::parse(&location).map_err(|e| e.to_string())?;

@@ -56,6 +56,10 @@ pub struct HopConfig {
     pub login_deadline: Duration,
     /// The lifetime of the ID tokens and access tokens the hop issues (default 5 min).
     pub token_ttl: Duration,
+    /// Whether the hop's answers carry a `Server-Timing` header that splits their time into
+    /// the calls to the upstream and Kratos (`dep`) and kratos-jit's own (`app`) (default
+    /// off: it tells a browser how long the identity lookup took). For benchmarks.
+    pub server_timing: bool,
     /// `serve --dev` only, never read from a file or the environment: the embedded upstream
     /// double stands in for every provider's upstream, and these secrets back the
     /// `client_secret_env` names the sample providers use.
@@ -178,6 +182,7 @@ const KEYS: &[&str] = &[
     "hop.state_ttl",
     "hop.login_deadline",
     "hop.token_ttl",
+    "hop.server_timing",
 ];
 
 const ENV_PREFIX: &str = "KRATOS_JIT__";
@@ -373,6 +378,7 @@ impl Reader {
             state_ttl: self.duration("hop.state_ttl", "10m"),
             login_deadline: self.duration("hop.login_deadline", "10s"),
             token_ttl: self.duration("hop.token_ttl", "5m"),
+            server_timing: self.boolean("hop.server_timing", false),
             dev: None,
         };
         if config.signing_keys.is_some() && config.public_url.is_none() {
@@ -578,6 +584,27 @@ impl Reader {
                 .push(format!("`{key}` must be longer than zero"));
         }
         d
+    }
+
+    /// A boolean: `true`/`false` in the file; `true`/`false` (any case) in the environment.
+    fn boolean(&mut self, key: &str, default: bool) -> bool {
+        let Some(entry) = self.entries.remove(key) else {
+            return default;
+        };
+        let value = match &entry.raw {
+            Raw::Bool(b) => Some(*b),
+            Raw::Str(s) if s.trim().eq_ignore_ascii_case("true") => Some(true),
+            Raw::Str(s) if s.trim().eq_ignore_ascii_case("false") => Some(false),
+            _ => None,
+        };
+        value.unwrap_or_else(|| {
+            self.fail(
+                key,
+                &entry.origin,
+                format!("must be true or false, not {}", describe(&entry.raw)),
+            );
+            default
+        })
     }
 
     fn integer(&mut self, key: &str, default: i64, min: i64, max: i64) -> i64 {

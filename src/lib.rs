@@ -13,6 +13,7 @@
 //! - [`hop`]: the claims hop, kratos-jit as the OpenID Provider Kratos signs in with (keys,
 //!   sealed state and codes, the upstream client, the flow);
 //! - [`http`]: the HTTP adapters — the provisioning API, the Kratos web hooks and the hop;
+//! - [`timing`]: how long a request waited on Kratos and the upstream, for `Server-Timing`;
 //! - [`config`], [`secret`]: `serve`'s settings, checked at start; secrets that never print;
 //! - [`serve`], [`check`], [`carrier`]: the commands `serve`, `check`/`map`, `kratos-mapper`;
 //! - `standin` (feature `standin`, on by default): an in-memory Kratos admin API on loopback,
@@ -34,6 +35,7 @@ pub mod secret;
 pub mod serve;
 #[cfg(feature = "standin")]
 pub mod standin;
+pub mod timing;
 pub mod token;
 
 /// Every allocation goes through the mapper guard so that a runaway Jsonnet evaluation can be

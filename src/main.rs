@@ -72,6 +72,10 @@ enum Command {
         /// the sample providers and fixed development secrets. Never use it in production.
         #[arg(long)]
         dev: bool,
+        /// With --dev: how the embedded upstream double signs its ID tokens, RS256 (as Ory
+        /// Polis, Okta and Entra ID do) or ES256 (cheaper, for load benchmarks).
+        #[arg(long, requires = "dev", default_value = "RS256", value_name = "ALG")]
+        dev_upstream_alg: kratos_jit::hop::KeyAlgorithm,
         /// Log format.
         #[arg(long, value_enum, default_value = "text")]
         log_format: Format,
@@ -129,10 +133,14 @@ fn main() -> ExitCode {
             config,
             log_format,
             dev,
+            dev_upstream_alg,
         } => {
             serve::init_logs(match log_format {
                 Format::Text => LogFormat::Text,
                 Format::Json => LogFormat::Json,
+            });
+            let dev = dev.then_some(serve::DevOptions {
+                upstream_alg: dev_upstream_alg,
             });
             serve::run(config.as_deref(), dev)
         }

@@ -14,6 +14,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
+use crate::hop::KeyAlgorithm;
 use crate::http::Application;
 use crate::mapper::WorkerProgram;
 use crate::provider::load_reporting;
@@ -53,8 +54,30 @@ pub const DEV_HOP_CLIENT_SECRET: &str = "kratos-jit-dev-hop-client-secret";
 /// `serve --dev`: what kratos-jit authenticates with at the upstream double.
 pub const DEV_UPSTREAM_SECRET: &str = "kratos-jit-dev-upstream-secret";
 
-/// Runs `serve` until SIGINT/SIGTERM. Exit status 2 for a configuration or provider problem.
-pub fn run(config_path: Option<&Path>, dev: bool) -> anyhow::Result<ExitCode> {
+/// What `serve --dev` may change of its development set-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DevOptions {
+    /// How the embedded upstream double signs its ID tokens: RS256 (as Ory Polis, Okta and
+    /// Entra ID do; the default) or ES256 (for load benchmarks: an RS256 signature costs the
+    /// double about 2 ms of CPU, which a 2-core machine cannot spare at hundreds of logins/s).
+    pub upstream_alg: KeyAlgorithm,
+}
+
+impl Default for DevOptions {
+    fn default() -> Self {
+        DevOptions {
+            upstream_alg: KeyAlgorithm::Rs256,
+        }
+    }
+}
+
+/// Runs `serve` until SIGINT/SIGTERM (`dev`: `serve --dev`). Exit status 2 for a
+/// configuration or provider problem.
+pub fn run(
+    config_path: Option<&Path>,
+    dev_options: Option<DevOptions>,
+) -> anyhow::Result<ExitCode> {
+    let dev = dev_options.is_some();
     if dev && !cfg!(feature = "standin") {
         anyhow::bail!(
             "serve --dev needs the in-memory Kratos, which this build leaves out (build with the `standin` feature)"
@@ -93,12 +116,14 @@ pub fn run(config_path: Option<&Path>, dev: bool) -> anyhow::Result<ExitCode> {
         })
         .transpose()?;
     if let Some(listener) = &dev_upstream {
-        config.hop.dev = Some(dev_hop(&providers, listener.local_addr()?));
+        let alg = dev_options.unwrap_or_default().upstream_alg;
+        config.hop.dev = Some(dev_hop(&providers, listener.local_addr()?, alg));
     }
     actix_web::rt::System::new().block_on(async move {
         let stand_in = dev_kratos.map(dev::start);
         if let Some(listener) = dev_upstream {
-            dev::start_upstream(listener, &config, &providers)?;
+            let alg = dev_options.unwrap_or_default().upstream_alg;
+            dev::start_upstream(listener, &config, &providers, alg)?;
         }
         let app = Application::build(&config, providers, worker)?;
         tracing::info!(message = "Serving the provisioning API.", address = %config.listen.ip(), port = app.port());
@@ -139,6 +164,7 @@ pub fn dev_settings() -> Vec<(String, String)> {
 pub fn dev_hop(
     providers: &crate::provider::Providers,
     upstream: std::net::SocketAddr,
+    algorithm: KeyAlgorithm,
 ) -> crate::hop::DevUpstream {
     use crate::provider::SecretSource;
     let mut secrets = Vec::new();
@@ -155,6 +181,7 @@ pub fn dev_hop(
     crate::hop::DevUpstream {
         issuer: format!("http://{upstream}"),
         secrets,
+        algorithm,
     }
 }
 
@@ -176,6 +203,7 @@ mod dev {
         listener: std::net::TcpListener,
         config: &Config,
         providers: &Providers,
+        alg: super::KeyAlgorithm,
     ) -> anyhow::Result<()> {
         let dev = config.hop.dev.as_ref();
         let public_url = config
@@ -213,7 +241,7 @@ mod dev {
                 }
             }
         }
-        let op = OpShared::new(clients, users);
+        let op = OpShared::with_algorithm(clients, users, alg);
         actix_web::rt::spawn(server(listener, op)?);
         Ok(())
     }
@@ -237,6 +265,7 @@ mod dev {
         _: std::net::TcpListener,
         _: &crate::config::Config,
         _: &crate::provider::Providers,
+        _: crate::hop::KeyAlgorithm,
     ) -> anyhow::Result<()> {
         unreachable!("refused before: --dev needs the standin feature")
     }

@@ -806,6 +806,16 @@ async fn discovery_and_jwks_describe_the_hop_as_kratos_reads_them() {
 
 #[actix_web::test]
 async fn serve_dev_signs_a_sample_user_in_through_its_embedded_upstream_double() {
+    dev_sign_in(kratos_jit::hop::KeyAlgorithm::Rs256).await;
+}
+
+#[actix_web::test]
+async fn serve_dev_with_an_es256_upstream_double_signs_a_sample_user_in() {
+    dev_sign_in(kratos_jit::hop::KeyAlgorithm::Es256).await;
+}
+
+/// `serve --dev --dev-upstream-alg <alg>`: a sample user signs in through the double.
+async fn dev_sign_in(alg: kratos_jit::hop::KeyAlgorithm) {
     use kratos_jit::serve;
     let kratos = StandIn::start().unwrap();
     let listener = free_listener();
@@ -827,8 +837,13 @@ async fn serve_dev_signs_a_sample_user_in_through_its_embedded_upstream_double()
     drop(listener);
     let mut config = config::load_from(None, env).unwrap_or_else(|e| panic!("{e:?}"));
     let (providers, _) = Providers::load(&config.providers).unwrap();
-    config.hop.dev = Some(serve::dev_hop(&providers, upstream.local_addr().unwrap()));
-    serve::start_upstream(upstream, &config, &providers).unwrap();
+    config.hop.dev = Some(serve::dev_hop(
+        &providers,
+        upstream.local_addr().unwrap(),
+        alg,
+    ));
+    let double_issuer = format!("http://{}", upstream.local_addr().unwrap());
+    serve::start_upstream(upstream, &config, &providers, alg).unwrap();
     let app = Application::build(
         &config,
         providers,
@@ -845,6 +860,19 @@ async fn serve_dev_signs_a_sample_user_in_through_its_embedded_upstream_double()
     .await
     .unwrap();
     let browser = rp::browser();
+    let double: Value = browser
+        .get(format!("{double_issuer}/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        double["id_token_signing_alg_values_supported"],
+        json!([alg.as_str()]),
+        "the double signs as asked"
+    );
     let authorization = rp.authorization("okta-acme/admin");
 
     let location = follow(&browser, &authorization.url, &rp.config.redirect_uri, |u| {
@@ -931,6 +959,79 @@ async fn the_same_login_again_writes_nothing_and_a_role_removed_at_the_idp_is_lo
     let held = hop.identity_for("okta-acme", "ada@acme.example").unwrap();
     assert_eq!(held["traits"]["role"], "user");
     assert_eq!(hop.kratos.identities().len(), 1);
+}
+
+/// The three answers of one login through the hop, without following them: authorize,
+/// callback (after the double's step) and token.
+async fn answers_of_one_login(hop: &Hop) -> Vec<reqwest::Response> {
+    let rp = hop.rp("okta-acme").await;
+    let authorization = rp.authorization("okta-acme/admin");
+    let authorize = hop.browser.get(&authorization.url).send().await.unwrap();
+    let location = |r: &reqwest::Response| r.headers()["location"].to_str().unwrap().to_owned();
+    let upstream = hop.browser.get(location(&authorize)).send().await.unwrap();
+    let callback = hop.browser.get(location(&upstream)).send().await.unwrap();
+    assert_eq!(callback.status(), 302);
+    let code = code(rp.callback(&authorization, &location(&callback)));
+    let basic = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!(
+            "{}:{}",
+            form_urlencoded::byte_serialize(KRATOS_CLIENT.as_bytes()).collect::<String>(),
+            form_urlencoded::byte_serialize(HOP_SECRET.as_bytes()).collect::<String>()
+        ),
+    );
+    let token = hop
+        .browser
+        .post(format!("{}/token", hop.issuer("okta-acme")))
+        .header("Authorization", format!("Basic {basic}"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", KRATOS_CALLBACK),
+            ("code_verifier", &authorization.verifier),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(token.status(), 200);
+    vec![authorize, callback, token]
+}
+
+/// `dep` and `app` of a `Server-Timing` header, in ms.
+fn server_timing(response: &reqwest::Response) -> Option<(f64, f64)> {
+    let header = response.headers().get("server-timing")?.to_str().unwrap();
+    let metric = |name: &str| {
+        header.split(',').find_map(|m| {
+            let (n, dur) = m.trim().split_once(";dur=")?;
+            (n == name).then(|| dur.parse::<f64>().unwrap())
+        })
+    };
+    Some((metric("dep")?, metric("app")?))
+}
+
+#[actix_web::test]
+async fn with_server_timing_on_the_callback_reports_its_wait_on_the_upstream_and_kratos() {
+    let hop = spawn_hop_with(&[("KRATOS_JIT__HOP__SERVER_TIMING", "true")]).await;
+    let answers = answers_of_one_login(&hop).await;
+    let timings: Vec<(f64, f64)> = answers
+        .iter()
+        .map(|r| server_timing(r).expect("every hop answer carries Server-Timing"))
+        .collect();
+    let (callback, token) = (timings[1], timings[2]);
+    assert!(
+        callback.0 > 0.0,
+        "the callback waited on the double's token endpoint and on Kratos: {callback:?}"
+    );
+    assert_eq!(token.0, 0.0, "the token endpoint calls nothing: {token:?}");
+    assert!(token.1 > 0.0, "its own work took time: {token:?}");
+}
+
+#[actix_web::test]
+async fn by_default_the_hop_answers_carry_no_server_timing() {
+    let hop = spawn_hop().await;
+    for answer in answers_of_one_login(&hop).await {
+        assert!(answer.headers().get("server-timing").is_none());
+    }
 }
 
 #[actix_web::test]

@@ -48,7 +48,7 @@ impl KeyAlgorithm {
         }
     }
 
-    fn jwt(self) -> Algorithm {
+    pub(crate) fn jwt(self) -> Algorithm {
         match self {
             KeyAlgorithm::Rs256 => Algorithm::RS256,
             KeyAlgorithm::Es256 => Algorithm::ES256,
@@ -68,21 +68,37 @@ impl std::str::FromStr for KeyAlgorithm {
     }
 }
 
-/// A private key prepared once for signing: RSA with its CRT values precomputed, P-256 with its
-/// scalar (`jsonwebtoken::encode` would parse and validate the key again at every signature).
-/// An RS256 signature still costs about five times an ES256 one (2.5 against 0.5 ms at p50 for
-/// the token endpoint on a 2-core VM, bench/README.md "Claims hop logins"): prefer ES256 keys.
+/// A private key prepared once for signing, in `ring` (the crypto library rustls already brings):
+/// its RSA and P-256 signatures are several times cheaper than the pure-Rust ones
+/// (bench/README.md, "Claims hop logins"). RSA signs with blinding; ECDSA with a fresh random
+/// nonce from the system's generator. ES256 is still the cheaper of the two: prefer ES256 keys.
 pub enum Signer {
-    Rs256(Box<rsa::pkcs1v15::SigningKey<sha2::Sha256>>),
-    Es256(p256::ecdsa::SigningKey),
+    Rs256(Box<ring::rsa::KeyPair>),
+    Es256(Box<ring::signature::EcdsaKeyPair>),
 }
 
 impl Signer {
-    /// An RS256 signer of `key` (its CRT values computed once, here).
-    pub fn rs256(mut key: rsa::RsaPrivateKey) -> Result<Signer, String> {
-        key.precompute()
-            .map_err(|e| format!("cannot be prepared for signing ({e})"))?;
-        Ok(Signer::Rs256(Box::new(rsa::pkcs1v15::SigningKey::new(key))))
+    /// An RS256 signer of `key`.
+    pub fn rs256(key: &rsa::RsaPrivateKey) -> Result<Signer, String> {
+        let der = rsa::pkcs8::EncodePrivateKey::to_pkcs8_der(key)
+            .map_err(|e| format!("cannot be encoded ({e})"))?;
+        ring::rsa::KeyPair::from_pkcs8(der.as_bytes())
+            .map(|pair| Signer::Rs256(Box::new(pair)))
+            .map_err(|e| format!("cannot be prepared for signing ({e})"))
+    }
+
+    /// An ES256 signer of `key`.
+    pub fn es256(key: &p256::SecretKey) -> Result<Signer, String> {
+        let der = key
+            .to_pkcs8_der()
+            .map_err(|e| format!("cannot be encoded ({e})"))?;
+        ring::signature::EcdsaKeyPair::from_pkcs8(
+            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            der.as_bytes(),
+            &ring::rand::SystemRandom::new(),
+        )
+        .map(|pair| Signer::Es256(Box::new(pair)))
+        .map_err(|e| format!("cannot be prepared for signing ({e})"))
     }
 
     /// The compact JWS (RFC 7515 §7.1) of `claims` under `header`, whose `alg` must be this
@@ -100,16 +116,25 @@ impl Signer {
     }
 
     /// The JWS signature of `input` (RFC 7518 §3.3 and §3.4: ES256 as the 64 bytes R ‖ S).
-    /// RSA signs with blinding (a fresh random factor each time), so that its timing says
-    /// nothing about the key; ECDSA nonces are deterministic (RFC 6979).
     fn sign(&self, input: &[u8]) -> Vec<u8> {
-        use rsa::signature::{RandomizedSigner as _, SignatureEncoding as _, Signer as _};
+        let rng = ring::rand::SystemRandom::new();
         match self {
-            Signer::Rs256(key) => key.sign_with_rng(&mut rand_core::OsRng, input).to_vec(),
-            Signer::Es256(key) => {
-                let signature: p256::ecdsa::Signature = key.sign(input);
-                signature.to_bytes().to_vec()
+            Signer::Rs256(pair) => {
+                let mut signature = vec![0; pair.public().modulus_len()];
+                pair.sign(
+                    &ring::signature::RSA_PKCS1_SHA256,
+                    &rng,
+                    input,
+                    &mut signature,
+                )
+                .expect("the system's random generator works");
+                signature
             }
+            Signer::Es256(pair) => pair
+                .sign(&rng, input)
+                .expect("the system's random generator works")
+                .as_ref()
+                .to_vec(),
         }
     }
 }
@@ -386,7 +411,7 @@ fn ready(private: Private) -> Result<SigningKey, String> {
             (
                 KeyAlgorithm::Rs256,
                 EncodingKey::from_rsa_der(pkcs1.as_bytes()),
-                Signer::rs256(key.as_ref().clone())?,
+                Signer::rs256(key)?,
                 pkcs8.as_bytes().to_vec(),
             )
         }
@@ -397,7 +422,7 @@ fn ready(private: Private) -> Result<SigningKey, String> {
             (
                 KeyAlgorithm::Es256,
                 EncodingKey::from_ec_der(pkcs8.as_bytes()),
-                Signer::Es256(p256::ecdsa::SigningKey::from(key)),
+                Signer::es256(key)?,
                 pkcs8.as_bytes().to_vec(),
             )
         }

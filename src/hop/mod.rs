@@ -57,6 +57,8 @@ pub struct DevUpstream {
     pub issuer: String,
     /// Values for the `client_secret_env` names, used when the variable is not set.
     pub secrets: Vec<(String, Secret)>,
+    /// How the double signs: it replaces each hop provider's `[token] algorithms`.
+    pub algorithm: KeyAlgorithm,
 }
 
 /// One provider's hop, its secrets resolved.
@@ -174,6 +176,7 @@ fn provider_hop(
         token.issuer = dev.issuer.clone();
         token.jwks_url = None;
         token.ca_bundle = None;
+        token.algorithms = vec![dev.algorithm.jwt()];
         if !token.audiences.contains(&settings.upstream.client_id) {
             token.audiences.push(settings.upstream.client_id.clone());
         }

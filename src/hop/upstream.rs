@@ -111,20 +111,21 @@ impl Upstreams {
             "{}/.well-known/openid-configuration",
             issuer.issuer.trim_end_matches('/')
         );
-        let response = self
+        let request = self
             .client(issuer)?
             .get(&url)
-            .header("Accept", "application/json")
-            .send()
-            .await
-            .map_err(|e| unavailable(&url, &e))?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(UpstreamError::Unavailable(format!(
-                "{url} answered {status}"
-            )));
-        }
-        let body = read_json(response, &url).await?;
+            .header("Accept", "application/json");
+        let body = crate::timing::waiting(async {
+            let response = request.send().await.map_err(|e| unavailable(&url, &e))?;
+            let status = response.status();
+            if !status.is_success() {
+                return Err(UpstreamError::Unavailable(format!(
+                    "{url} answered {status}"
+                )));
+            }
+            read_json(response, &url).await
+        })
+        .await?;
         let field = |name: &str| -> Result<String, UpstreamError> {
             let value = body.get(name).and_then(Value::as_str).ok_or_else(|| {
                 UpstreamError::Unavailable(format!("{url} has no `{name}` string"))
@@ -197,19 +198,20 @@ impl Upstreams {
         let body: String = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(form)
             .finish();
-        let response = request
+        let request = request
             .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| unavailable(url, &e))?;
-        let status = response.status();
-        if status.is_server_error() {
-            return Err(UpstreamError::Unavailable(format!(
-                "{url} answered {status}"
-            )));
-        }
-        let answer = read_json(response, url).await;
+            .body(body);
+        let (status, answer) = crate::timing::waiting(async {
+            let response = request.send().await.map_err(|e| unavailable(url, &e))?;
+            let status = response.status();
+            if status.is_server_error() {
+                return Err(UpstreamError::Unavailable(format!(
+                    "{url} answered {status}"
+                )));
+            }
+            Ok((status, read_json(response, url).await))
+        })
+        .await?;
         if !status.is_success() {
             // An OAuth error answer: its `error` code (a token from a fixed vocabulary), never
             // its description, which may quote what was sent.

@@ -7,9 +7,14 @@
 //! limit and the body deadline of every route; queries are read by the hop under the same input
 //! rules as every outside input.
 
+use std::future::Future;
+
 use actix_web::http::StatusCode;
-use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION, PRAGMA, WWW_AUTHENTICATE};
+use actix_web::http::header::{
+    CACHE_CONTROL, CONTENT_TYPE, HeaderName, HeaderValue, LOCATION, PRAGMA, WWW_AUTHENTICATE,
+};
 use actix_web::{HttpRequest, HttpResponse, web};
+use tokio::time::Instant;
 
 use super::{AppState, BodyError, read_body};
 use crate::hop::{Answer, Callback};
@@ -48,6 +53,25 @@ pub fn render(answer: Answer) -> HttpResponse {
     }
 }
 
+/// Renders the answer `work` gives; with `hop.server_timing` on, adds the `Server-Timing`
+/// header that splits its time into the calls to dependencies and the rest ([`crate::timing`]).
+async fn timed(state: &AppState, work: impl Future<Output = Answer>) -> HttpResponse {
+    if !state.server_timing {
+        return render(work.await);
+    }
+    let started = Instant::now();
+    let (answer, waited) = crate::timing::measured(work).await;
+    let mut response = render(answer);
+    if let Ok(value) =
+        HeaderValue::from_str(&crate::timing::server_timing(started.elapsed(), waited))
+    {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static("server-timing"), value);
+    }
+    response
+}
+
 fn authorization(request: &HttpRequest) -> Option<&str> {
     request
         .headers()
@@ -68,12 +92,13 @@ pub async fn authorize(
     provider: web::Path<String>,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    render(
+    timed(
+        &state,
         state
             .hop
-            .authorize(&provider, request.query_string().as_bytes())
-            .await,
+            .authorize(&provider, request.query_string().as_bytes()),
     )
+    .await
 }
 
 pub async fn callback(
@@ -85,12 +110,13 @@ pub async fn callback(
         logins: &state.logins,
         verifier: &state.verifier,
     };
-    render(
+    timed(
+        &state,
         state
             .hop
-            .callback(&provider, request.query_string().as_bytes(), with)
-            .await,
+            .callback(&provider, request.query_string().as_bytes(), with),
     )
+    .await
 }
 
 pub async fn token(
@@ -132,7 +158,10 @@ pub async fn token(
             authenticate: None,
         });
     }
-    render(state.hop.token(&provider, authorization(&request), &body))
+    timed(&state, async {
+        state.hop.token(&provider, authorization(&request), &body)
+    })
+    .await
 }
 
 pub async fn userinfo(

@@ -53,6 +53,8 @@ pub struct AppState {
     body_timeout: Duration,
     deadline: Duration,
     hop: crate::hop::Hop,
+    /// `hop.server_timing`: the hop's answers carry `Server-Timing`.
+    server_timing: bool,
 }
 
 impl AppState {
@@ -101,6 +103,7 @@ impl AppState {
             body_timeout: config.body_timeout,
             deadline: config.api.deadline,
             hop,
+            server_timing: config.hop.server_timing,
         })
     }
 }

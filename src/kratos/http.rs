@@ -178,7 +178,7 @@ impl HttpKratos {
         let started = Instant::now();
         let deadline = started + self.deadline;
         let attempts = self.attempts(&call, started, deadline);
-        match tokio::time::timeout_at(deadline, attempts).await {
+        match crate::timing::waiting(tokio::time::timeout_at(deadline, attempts)).await {
             Ok(outcome) => outcome,
             // Backstop: attempt timeouts and waits are already fitted to the deadline.
             Err(_) => {

@@ -1,11 +1,13 @@
 //! An upstream OpenID Provider double, signing like a real bridge (Ory Polis): for the hop's
-//! tests and `serve --dev`. Development only: its signing key is committed
-//! (`dev/upstream-op-key.pem`).
+//! tests and `serve --dev`. Development only: its signing keys are committed
+//! (`dev/upstream-op-key.pem`, RS256, the default, as Polis, Okta and Entra ID sign;
+//! `dev/upstream-op-key-es256.pem`, ES256, for load benchmarks: `serve --dev
+//! --dev-upstream-alg ES256`).
 //!
 //! | endpoint | behaviour |
 //! | --- | --- |
-//! | `GET /.well-known/openid-configuration` | issuer = its base URL, the endpoints below, RS256 |
-//! | `GET /jwks` | its one RSA key, with `kid`, `use: sig`, `alg: RS256` |
+//! | `GET /.well-known/openid-configuration` | issuer = its base URL, the endpoints below, its algorithm |
+//! | `GET /jwks` | its one key, with `kid`, `use: sig`, `alg` |
 //! | `GET /authorize` | a registered client and exact redirect URI, `response_type=code`, PKCE S256; approves at once the user named by `login_hint` (a key of its user table), else redirects with `access_denied`; `login_hint=cancel` is the user cancelling (`access_denied`, "The user cancelled the sign-in.") |
 //! | `POST /token` | client_secret_basic (form-decoded) or client_secret_post; the code once, its redirect URI and PKCE verifier; answers `{access_token, token_type, expires_in, id_token}` |
 //!
@@ -29,10 +31,12 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::hop::Signer;
+use crate::hop::{KeyAlgorithm, Signer};
 
 /// The double's RSA key: development only, committed on purpose.
 const SIGNING_KEY: &str = include_str!("../../dev/upstream-op-key.pem");
+/// Its P-256 key, for `--dev-upstream-alg ES256`: development only, committed on purpose.
+const SIGNING_KEY_ES256: &str = include_str!("../../dev/upstream-op-key-es256.pem");
 /// Its kid, as a bridge names its keys.
 const KID: &str = "upstream-double-1";
 /// What `login_hint` makes the user cancel.
@@ -97,6 +101,7 @@ pub struct OpShared {
     inner: Mutex<Inner>,
     /// Its key, prepared once: what signs every token but the tampered ones.
     signer: Signer,
+    alg: Algorithm,
     jwk: Value,
 }
 
@@ -107,12 +112,34 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl OpShared {
     /// A double for these clients and users (`login_hint` → ID token claims).
     pub fn new(clients: Vec<OpClient>, users: BTreeMap<String, Value>) -> Arc<OpShared> {
-        let key = EncodingKey::from_rsa_pem(SIGNING_KEY.as_bytes()).expect("the double's key");
-        let private = rsa::pkcs8::DecodePrivateKey::from_pkcs8_pem(SIGNING_KEY)
-            .or_else(|_| rsa::pkcs1::DecodeRsaPrivateKey::from_pkcs1_pem(SIGNING_KEY))
-            .expect("the double's key");
-        let signer = Signer::rs256(private).expect("the double's key signs");
-        let mut jwk = Jwk::from_encoding_key(&key, Algorithm::RS256).expect("its JWK");
+        Self::with_algorithm(clients, users, KeyAlgorithm::Rs256)
+    }
+
+    /// The same, signing with `alg` (its committed RS256 or ES256 key).
+    pub fn with_algorithm(
+        clients: Vec<OpClient>,
+        users: BTreeMap<String, Value>,
+        alg: KeyAlgorithm,
+    ) -> Arc<OpShared> {
+        let (key, signer, alg) = match alg {
+            KeyAlgorithm::Rs256 => {
+                let key = EncodingKey::from_rsa_pem(SIGNING_KEY.as_bytes()).expect("its key");
+                let private = rsa::pkcs8::DecodePrivateKey::from_pkcs8_pem(SIGNING_KEY)
+                    .or_else(|_| rsa::pkcs1::DecodeRsaPrivateKey::from_pkcs1_pem(SIGNING_KEY))
+                    .expect("the double's key");
+                let signer = Signer::rs256(&private).expect("the double's key signs");
+                (key, signer, Algorithm::RS256)
+            }
+            KeyAlgorithm::Es256 => {
+                let key = EncodingKey::from_ec_pem(SIGNING_KEY_ES256.as_bytes()).expect("its key");
+                let private: p256::SecretKey =
+                    p256::pkcs8::DecodePrivateKey::from_pkcs8_pem(SIGNING_KEY_ES256)
+                        .expect("the double's key");
+                let signer = Signer::es256(&private).expect("the double's key signs");
+                (key, signer, Algorithm::ES256)
+            }
+        };
+        let mut jwk = Jwk::from_encoding_key(&key, alg).expect("its JWK");
         jwk.common.key_id = Some(KID.into());
         jwk.common.public_key_use = Some(PublicKeyUse::Signature);
         Arc::new(OpShared {
@@ -126,6 +153,7 @@ impl OpShared {
                 exchanges: Vec::new(),
             }),
             signer,
+            alg,
             jwk: serde_json::to_value(jwk).expect("JWK JSON"),
         })
     }
@@ -190,7 +218,10 @@ async fn discovery(op: web::Data<Arc<OpShared>>) -> HttpResponse {
         "jwks_uri": format!("{issuer}/jwks"),
         "response_types_supported": ["code"],
         "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["RS256"],
+        "id_token_signing_alg_values_supported": [match op.alg {
+            Algorithm::ES256 => "ES256",
+            _ => "RS256",
+        }],
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
     }))
@@ -347,9 +378,10 @@ async fn token(
             claims.insert("nonce".into(), "not-the-nonce".into());
         }
     }
-    let mut header = Header::new(Algorithm::RS256);
+    let mut header = Header::new(op.alg);
     header.kid = Some(KID.into());
     let id_token = if tamper == Tamper::WrongSignature {
+        header.alg = Algorithm::RS256;
         let other = rsa_test_key();
         jsonwebtoken::encode(&header, &claims, &other).expect("the double signs")
     } else {

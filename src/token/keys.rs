@@ -69,6 +69,64 @@ pub(super) struct VerificationKey {
     pub(super) kid: Option<String>,
     pub(super) jwk: Jwk,
     pub(super) decoding: DecodingKey,
+    /// The same public key for `ring`, which verifies it several times faster; `None` where
+    /// `ring` cannot (Ed25519 JWKs, RSA moduli outside 2048–8192 bits, unusual exponents), and
+    /// `jsonwebtoken` verifies.
+    pub(super) ring: Option<RingKey>,
+}
+
+/// A public key in the form `ring` verifies with.
+#[derive(Clone)]
+pub(super) enum RingKey {
+    /// Modulus and exponent, big-endian, without leading zeros.
+    Rsa { n: Vec<u8>, e: Vec<u8> },
+    /// The uncompressed point `04 ‖ x ‖ y` of a P-256 or P-384 key.
+    Ec { point: Vec<u8> },
+}
+
+impl RingKey {
+    fn of(jwk: &Jwk) -> Option<RingKey> {
+        let decode = |text: &str| {
+            base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, text).ok()
+        };
+        let trimmed = |mut bytes: Vec<u8>| {
+            let zeros = bytes.iter().take_while(|b| **b == 0).count();
+            bytes.drain(..zeros);
+            bytes
+        };
+        match &jwk.algorithm {
+            AlgorithmParameters::RSA(rsa) => {
+                let n = trimmed(decode(&rsa.n)?);
+                let e = trimmed(decode(&rsa.e)?);
+                let bits = n.len() * 8 - n.first()?.leading_zeros() as usize;
+                // ring's bounds: 2048–8192-bit moduli, odd exponents from 3 below 2^33.
+                let exponent = e.iter().try_fold(0u64, |acc, b| {
+                    (acc < 1 << 40).then(|| (acc << 8) | u64::from(*b))
+                })?;
+                ((2048..=8192).contains(&bits)
+                    && (3..1 << 33).contains(&exponent)
+                    && exponent % 2 == 1)
+                    .then_some(RingKey::Rsa { n, e })
+            }
+            AlgorithmParameters::EllipticCurve(ec) => {
+                let size = match ec.curve {
+                    jsonwebtoken::jwk::EllipticCurve::P256 => 32,
+                    jsonwebtoken::jwk::EllipticCurve::P384 => 48,
+                    _ => return None,
+                };
+                let (x, y) = (decode(&ec.x)?, decode(&ec.y)?);
+                if x.len() != size || y.len() != size {
+                    return None;
+                }
+                let mut point = Vec::with_capacity(1 + 2 * size);
+                point.push(4);
+                point.extend_from_slice(&x);
+                point.extend_from_slice(&y);
+                Some(RingKey::Ec { point })
+            }
+            _ => None,
+        }
+    }
 }
 
 enum Selection<'a> {
@@ -333,6 +391,10 @@ impl KeyCache {
     }
 
     async fn get_json(&self, client: &reqwest::Client, url: &str) -> Result<Value, String> {
+        crate::timing::waiting(self.fetch_json(client, url)).await
+    }
+
+    async fn fetch_json(&self, client: &reqwest::Client, url: &str) -> Result<Value, String> {
         let describe = |error: reqwest::Error| {
             if error.is_timeout() {
                 return format!("no answer within {}", human(&self.options.http_timeout));
@@ -427,6 +489,7 @@ fn parse_keys(document: &Value, issuer: &str) -> Result<Vec<VerificationKey>, St
         match DecodingKey::from_jwk(&jwk) {
             Ok(decoding) => keys.push(VerificationKey {
                 kid: jwk.common.key_id.clone(),
+                ring: RingKey::of(&jwk),
                 jwk,
                 decoding,
             }),
@@ -436,4 +499,80 @@ fn parse_keys(document: &Value, issuer: &str) -> Result<Vec<VerificationKey>, St
         }
     }
     Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use serde_json::json;
+
+    use super::*;
+
+    fn rsa_jwk(modulus_bytes: usize, e: &[u8]) -> Jwk {
+        let mut n = vec![0xc5; modulus_bytes];
+        n[modulus_bytes - 1] |= 1;
+        serde_json::from_value(json!({
+            "kty": "RSA",
+            "n": URL_SAFE_NO_PAD.encode(n),
+            "e": URL_SAFE_NO_PAD.encode(e),
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn ring_verifies_the_keys_it_supports_and_leaves_the_others_to_jsonwebtoken() {
+        assert!(matches!(
+            RingKey::of(&rsa_jwk(256, &[1, 0, 1])),
+            Some(RingKey::Rsa { n, .. }) if n.len() == 256
+        ));
+        // A leading zero byte in `n` is not part of the modulus' size.
+        let mut padded = rsa_jwk(256, &[1, 0, 1]);
+        if let AlgorithmParameters::RSA(rsa) = &mut padded.algorithm {
+            let mut n = vec![0];
+            n.extend(URL_SAFE_NO_PAD.decode(&rsa.n).unwrap());
+            rsa.n = URL_SAFE_NO_PAD.encode(n);
+        }
+        assert!(matches!(RingKey::of(&padded), Some(RingKey::Rsa { n, .. }) if n.len() == 256));
+        assert!(
+            RingKey::of(&rsa_jwk(128, &[1, 0, 1])).is_none(),
+            "1024 bits"
+        );
+        assert!(
+            RingKey::of(&rsa_jwk(256, &[2])).is_none(),
+            "an even exponent"
+        );
+        assert!(
+            RingKey::of(&rsa_jwk(256, &[1; 6])).is_none(),
+            "an exponent of 2^41"
+        );
+
+        let ec = |crv: &str, size: usize| -> Jwk {
+            serde_json::from_value(json!({
+                "kty": "EC", "crv": crv,
+                "x": URL_SAFE_NO_PAD.encode(vec![7; size]),
+                "y": URL_SAFE_NO_PAD.encode(vec![9; size]),
+            }))
+            .unwrap()
+        };
+        match RingKey::of(&ec("P-256", 32)) {
+            Some(RingKey::Ec { point }) => {
+                assert_eq!(point.len(), 65);
+                assert_eq!((point[0], point[1], point[64]), (4, 7, 9));
+            }
+            _ => panic!("a P-256 key is ring's"),
+        }
+        assert!(
+            matches!(RingKey::of(&ec("P-384", 48)), Some(RingKey::Ec { point }) if point.len() == 97)
+        );
+        assert!(
+            RingKey::of(&ec("P-256", 31)).is_none(),
+            "a short coordinate"
+        );
+        let okp: Jwk = serde_json::from_value(json!({
+            "kty": "OKP", "crv": "Ed25519", "x": URL_SAFE_NO_PAD.encode([1u8; 32]),
+        }))
+        .unwrap();
+        assert!(RingKey::of(&okp).is_none());
+    }
 }
