@@ -30,6 +30,7 @@ pub mod login;
 pub mod mapper;
 pub mod provider;
 pub mod schema;
+pub mod scim;
 pub mod secret;
 pub mod serve;
 #[cfg(feature = "standin")]

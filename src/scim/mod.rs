@@ -1,0 +1,8 @@
+//! SCIM 2.0 (RFC 7643, RFC 7644): the protocol core, pure — no HTTP, no storage.
+
+pub mod error;
+pub mod resource;
+pub mod schema;
+
+pub use error::{ScimError, ScimType};
+pub use schema::ResourceKind;
