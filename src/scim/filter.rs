@@ -215,6 +215,11 @@ fn val_filter_value_eq(filter: &ValFilter) -> Option<String> {
 // --- parse errors ---------------------------------------------------------------------------
 
 fn parse_error(text: &str, error: ParseError) -> ScimError {
+    ScimError::invalid_filter(describe_parse_error("the filter", text, error))
+}
+
+/// A sentence naming where and why `text` (called `what`) did not parse; never its values.
+pub(crate) fn describe_parse_error(what: &str, text: &str, error: ParseError) -> String {
     let at = |offset: usize| text.get(..offset).map_or(offset, |s| s.chars().count());
     let expected = |expected: &[String]| {
         if expected.is_empty() {
@@ -224,12 +229,12 @@ fn parse_error(text: &str, error: ParseError) -> ScimError {
             format!("; expected one of {}", list.join(", "))
         }
     };
-    let detail = match error {
+    match error {
         ParseError::InvalidToken { location } => {
-            format!("the filter has an invalid character at position {}", at(location))
+            format!("{what} has an invalid character at position {}", at(location))
         }
         ParseError::UnrecognizedEof { location, expected: e } => format!(
-            "the filter ends early at position {}{}",
+            "{what} ends early at position {}{}",
             at(location),
             expected(&e)
         ),
@@ -237,33 +242,31 @@ fn parse_error(text: &str, error: ParseError) -> ScimError {
             token: (start, _, _),
             expected: e,
         } => format!(
-            "the filter has an unexpected token at position {}{}",
+            "{what} has an unexpected token at position {}{}",
             at(start),
             expected(&e)
         ),
         ParseError::ExtraToken {
             token: (start, _, _),
         } => format!(
-            "the filter has an extra token at position {}",
+            "{what} has an extra token at position {}",
             at(start)
         ),
         ParseError::User { error } => match error {
             FilterActionError::DepthExceeded(_) => format!(
-                "the filter is nested more than {} levels deep",
+                "{what} is nested more than {} levels deep",
                 scim_v2::filter::MAX_FILTER_DEPTH
             ),
             FilterActionError::TooManyTerms(_) => format!(
-                "the filter has more than {} comparisons",
+                "{what} has more than {} comparisons",
                 scim_v2::filter::MAX_FILTER_TERMS
             ),
-            FilterActionError::InvalidCompValue(_) => {
-                "the filter has a comparison value that is not a JSON string, number, boolean or null"
-                    .to_owned()
-            }
-            other => format!("the filter has an invalid attribute path: {}", truncated(&other.to_string())),
+            FilterActionError::InvalidCompValue(_) => format!(
+                "{what} has a comparison value that is not a JSON string, number, boolean or null"
+            ),
+            other => format!("{what} has an invalid attribute path: {}", truncated(&other.to_string())),
         },
-    };
-    ScimError::invalid_filter(detail)
+    }
 }
 
 /// Rewrite the two forms the grammar refuses (module doc); `None` when nothing changed.
@@ -384,7 +387,7 @@ fn check_filter(filter: &Filter, kind: ResourceKind) -> Result<(), ScimError> {
     }
 }
 
-fn check_val_filter(filter: &ValFilter, parent: &'static Attribute, parent_name: &str) -> Result<(), ScimError> {
+pub(crate) fn check_val_filter(filter: &ValFilter, parent: &'static Attribute, parent_name: &str) -> Result<(), ScimError> {
     match filter {
         ValFilter::Attr(exp) => {
             let (path, op, value) = split(exp);
@@ -572,7 +575,7 @@ fn eval(filter: &Filter, kind: ResourceKind, resource: &Value) -> bool {
     }
 }
 
-fn eval_val(filter: &ValFilter, parent: &'static Attribute, element: &Value) -> bool {
+pub(crate) fn eval_val(filter: &ValFilter, parent: &'static Attribute, element: &Value) -> bool {
     match filter {
         ValFilter::Attr(exp) => {
             let (path, op, value) = split(exp);

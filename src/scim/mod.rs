@@ -2,9 +2,11 @@
 
 pub mod error;
 pub mod filter;
+pub mod patch;
 pub mod resource;
 pub mod schema;
 
 pub use error::{ScimError, ScimType};
 pub use schema::ResourceKind;
 pub use filter::{IndexKey, IndexLookup, ScimFilter};
+pub use patch::{PatchOutcome, apply_patch};
