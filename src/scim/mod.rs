@@ -3,6 +3,7 @@
 pub mod error;
 pub mod filter;
 pub mod patch;
+pub mod project;
 pub mod resource;
 pub mod schema;
 
@@ -10,3 +11,4 @@ pub use error::{ScimError, ScimType};
 pub use schema::ResourceKind;
 pub use filter::{IndexKey, IndexLookup, ScimFilter};
 pub use patch::{PatchOutcome, apply_patch};
+pub use project::Projection;
