@@ -4,6 +4,7 @@ pub mod error;
 pub mod filter;
 pub mod patch;
 pub mod project;
+pub mod query;
 pub mod resource;
 pub mod schema;
 
@@ -12,3 +13,4 @@ pub use schema::ResourceKind;
 pub use filter::{IndexKey, IndexLookup, ScimFilter};
 pub use patch::{PatchOutcome, apply_patch};
 pub use project::Projection;
+pub use query::{ListQuery, SortOrder, list_response};
