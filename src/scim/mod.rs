@@ -2,6 +2,7 @@
 
 pub mod error;
 pub mod filter;
+pub mod meta;
 pub mod patch;
 pub mod project;
 pub mod query;
