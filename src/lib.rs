@@ -6,6 +6,7 @@
 //! - [`login`]: the one login use case every entry point calls;
 //! - [`mapper`]: Kratos-compatible Jsonnet claims mappers, compiled once, evaluated under limits;
 //! - [`provider`]: the per-customer provider folders (`mappers/<provider-id>/`) and their settings;
+//! - [`scim`]: the SCIM 2.0 protocol core (schemas, filters, PATCH, projection, discovery), pure;
 //! - [`schema`]: validation of mapped traits against the Kratos identity schema;
 //! - [`claims`]: turning an ID token's claims into the exact claims object Kratos builds;
 //! - [`token`]: ID token verification against a provider's issuer (JWKS, algorithms, time claims);

@@ -231,9 +231,15 @@ pub(crate) fn describe_parse_error(what: &str, text: &str, error: ParseError) ->
     };
     match error {
         ParseError::InvalidToken { location } => {
-            format!("{what} has an invalid character at position {}", at(location))
+            format!(
+                "{what} has an invalid character at position {}",
+                at(location)
+            )
         }
-        ParseError::UnrecognizedEof { location, expected: e } => format!(
+        ParseError::UnrecognizedEof {
+            location,
+            expected: e,
+        } => format!(
             "{what} ends early at position {}{}",
             at(location),
             expected(&e)
@@ -248,10 +254,7 @@ pub(crate) fn describe_parse_error(what: &str, text: &str, error: ParseError) ->
         ),
         ParseError::ExtraToken {
             token: (start, _, _),
-        } => format!(
-            "{what} has an extra token at position {}",
-            at(start)
-        ),
+        } => format!("{what} has an extra token at position {}", at(start)),
         ParseError::User { error } => match error {
             FilterActionError::DepthExceeded(_) => format!(
                 "{what} is nested more than {} levels deep",
@@ -264,7 +267,10 @@ pub(crate) fn describe_parse_error(what: &str, text: &str, error: ParseError) ->
             FilterActionError::InvalidCompValue(_) => format!(
                 "{what} has a comparison value that is not a JSON string, number, boolean or null"
             ),
-            other => format!("{what} has an invalid attribute path: {}", truncated(&other.to_string())),
+            other => format!(
+                "{what} has an invalid attribute path: {}",
+                truncated(&other.to_string())
+            ),
         },
     }
 }
@@ -297,10 +303,14 @@ fn rewrite(text: &str) -> Option<String> {
             i = end;
             continue;
         }
-        let at_word_start = i == 0 || !(is_name_char(chars[i - 1]) || chars[i - 1] == '.' || chars[i - 1] == ':');
+        let at_word_start =
+            i == 0 || !(is_name_char(chars[i - 1]) || chars[i - 1] == '.' || chars[i - 1] == ':');
         if at_word_start
             && i + 3 < chars.len()
-            && chars[i..i + 3].iter().collect::<String>().eq_ignore_ascii_case("not")
+            && chars[i..i + 3]
+                .iter()
+                .collect::<String>()
+                .eq_ignore_ascii_case("not")
             && chars[i + 3] == '('
         {
             out.extend(&chars[i..i + 3]);
@@ -387,7 +397,11 @@ fn check_filter(filter: &Filter, kind: ResourceKind) -> Result<(), ScimError> {
     }
 }
 
-pub(crate) fn check_val_filter(filter: &ValFilter, parent: &'static Attribute, parent_name: &str) -> Result<(), ScimError> {
+pub(crate) fn check_val_filter(
+    filter: &ValFilter,
+    parent: &'static Attribute,
+    parent_name: &str,
+) -> Result<(), ScimError> {
     match filter {
         ValFilter::Attr(exp) => {
             let (path, op, value) = split(exp);
@@ -415,15 +429,21 @@ fn split(exp: &AttrExp) -> (&AttrPath, Option<&CompareOp>, Option<&CompValue>) {
 
 /// The attribute a filter's path compares: the named one, its sub-attribute, or for a complex
 /// attribute compared without a sub-attribute its `value` (`present` tests the whole).
-fn resolve_leaf(kind: ResourceKind, path: &AttrPath, present: bool) -> Result<&'static Attribute, ScimError> {
+fn resolve_leaf(
+    kind: ResourceKind,
+    path: &AttrPath,
+    present: bool,
+) -> Result<&'static Attribute, ScimError> {
     let name = path.to_string();
-    let located = kind.resolve(path.uri.as_deref(), &path.name).ok_or_else(|| {
-        ScimError::invalid_filter(format!(
-            "the filter names \"{}\", which is not an attribute of a {}",
-            truncated(&name),
-            kind.name()
-        ))
-    })?;
+    let located = kind
+        .resolve(path.uri.as_deref(), &path.name)
+        .ok_or_else(|| {
+            ScimError::invalid_filter(format!(
+                "the filter names \"{}\", which is not an attribute of a {}",
+                truncated(&name),
+                kind.name()
+            ))
+        })?;
     let attribute = located.attribute;
     if attribute.name == "password" {
         return Err(ScimError::invalid_filter("password cannot be filtered on"));
@@ -453,14 +473,19 @@ fn resolve_leaf(kind: ResourceKind, path: &AttrPath, present: bool) -> Result<&'
     }
 }
 
-fn resolve_value_path(kind: ResourceKind, path: &AttrPath) -> Result<&'static Attribute, ScimError> {
-    let located = kind.resolve(path.uri.as_deref(), &path.name).ok_or_else(|| {
-        ScimError::invalid_filter(format!(
-            "the filter names \"{}\", which is not an attribute of a {}",
-            truncated(&path.to_string()),
-            kind.name()
-        ))
-    })?;
+fn resolve_value_path(
+    kind: ResourceKind,
+    path: &AttrPath,
+) -> Result<&'static Attribute, ScimError> {
+    let located = kind
+        .resolve(path.uri.as_deref(), &path.name)
+        .ok_or_else(|| {
+            ScimError::invalid_filter(format!(
+                "the filter names \"{}\", which is not an attribute of a {}",
+                truncated(&path.to_string()),
+                kind.name()
+            ))
+        })?;
     if located.attribute.kind != AttrType::Complex || path.sub_attr.is_some() {
         return Err(ScimError::invalid_filter(format!(
             "a value filter [ ] applies to a complex attribute, not to {}",
@@ -488,7 +513,10 @@ fn check_comparison(
         return Ok(()); // pr
     };
     let refuse = |why: &str| Err(ScimError::invalid_filter(format!("{name}: {why}")));
-    let ordering = matches!(op, CompareOp::Gt | CompareOp::Ge | CompareOp::Lt | CompareOp::Le);
+    let ordering = matches!(
+        op,
+        CompareOp::Gt | CompareOp::Ge | CompareOp::Lt | CompareOp::Le
+    );
     let substring = matches!(op, CompareOp::Co | CompareOp::Sw | CompareOp::Ew);
     if matches!(value, CompValue::Null) {
         return if matches!(op, CompareOp::Eq | CompareOp::Ne) {
@@ -500,14 +528,18 @@ fn check_comparison(
     match leaf.kind {
         AttrType::Boolean => {
             if ordering || substring {
-                return refuse(&format!("{op} cannot compare a boolean (RFC 7644 §3.4.2.2)"));
+                return refuse(&format!(
+                    "{op} cannot compare a boolean (RFC 7644 §3.4.2.2)"
+                ));
             }
             if comp_bool(value).is_none() {
                 return refuse("a boolean is compared with true or false");
             }
         }
         AttrType::Binary if ordering => {
-            return refuse(&format!("{op} cannot compare a binary value (RFC 7644 §3.4.2.2)"));
+            return refuse(&format!(
+                "{op} cannot compare a binary value (RFC 7644 §3.4.2.2)"
+            ));
         }
         AttrType::Integer | AttrType::Decimal => {
             if substring {
@@ -566,8 +598,7 @@ fn eval(filter: &Filter, kind: ResourceKind, resource: &Value) -> bool {
             let Some(located) = kind.resolve(vp.attr.uri.as_deref(), &vp.attr.name) else {
                 return false;
             };
-            elements(located.get(resource))
-                .any(|element| eval_val(&vp.filter, parent, element))
+            elements(located.get(resource)).any(|element| eval_val(&vp.filter, parent, element))
         }
         Filter::Not(inner) => !eval(inner, kind, resource),
         Filter::And(operands) => operands.iter().all(|f| eval(f, kind, resource)),
@@ -661,8 +692,7 @@ fn is_present(value: &Value) -> bool {
 fn compare(leaf: &Attribute, actual: &Value, op: &CompareOp, expected: &CompValue) -> bool {
     match leaf.kind {
         AttrType::Boolean => {
-            let (Some(actual), Some(expected)) = (lenient_bool(actual), comp_bool(expected))
-            else {
+            let (Some(actual), Some(expected)) = (lenient_bool(actual), comp_bool(expected)) else {
                 return false;
             };
             match op {
@@ -815,20 +845,30 @@ mod tests {
     fn case_exact_attributes_compare_exactly() {
         assert!(user_matches(r#"externalId eq "00uABC""#));
         assert!(!user_matches(r#"externalId eq "00uabc""#));
-        assert!(!user_matches(r#"id eq "2819C223-7F76-453A-919D-413861904646""#));
-        assert!(user_matches(r#"id eq "2819c223-7f76-453a-919d-413861904646""#));
+        assert!(!user_matches(
+            r#"id eq "2819C223-7F76-453A-919D-413861904646""#
+        ));
+        assert!(user_matches(
+            r#"id eq "2819c223-7f76-453a-919d-413861904646""#
+        ));
     }
 
     #[test]
     fn attribute_names_and_keywords_are_case_insensitive() {
         assert!(user_matches(r#"USERNAME Eq "ada.lovelace@acme.example""#));
-        assert!(user_matches(r#"name.GIVENNAME EQ "ada" AND Active EQ true"#));
+        assert!(user_matches(
+            r#"name.GIVENNAME EQ "ada" AND Active EQ true"#
+        ));
     }
 
     #[test]
     fn logical_operators_grouping_and_not_combine_with_rfc_precedence() {
-        assert!(user_matches(r#"title eq "x" or userName sw "ada" and active eq true"#));
-        assert!(!user_matches(r#"(title eq "x" or userName sw "ada") and active eq false"#));
+        assert!(user_matches(
+            r#"title eq "x" or userName sw "ada" and active eq true"#
+        ));
+        assert!(!user_matches(
+            r#"(title eq "x" or userName sw "ada") and active eq false"#
+        ));
         assert!(user_matches(r#"not (title eq "x")"#));
         assert!(user_matches(r#"not(title eq "x")"#), "not( without a space");
         assert!(!user_matches(r#"not (title pr) or (userName eq "nobody")"#));
@@ -837,7 +877,10 @@ mod tests {
     #[test]
     fn a_multi_valued_attribute_matches_if_any_value_matches() {
         assert!(user_matches(r#"emails.value eq "ADA@home.example""#));
-        assert!(user_matches(r#"emails co "home.example""#), "no sub-attribute: value");
+        assert!(
+            user_matches(r#"emails co "home.example""#),
+            "no sub-attribute: value"
+        );
         assert!(!user_matches(r#"emails.value eq "nobody@x.example""#));
         assert!(user_matches(r#"emails.type eq "home""#));
     }
@@ -856,8 +899,12 @@ mod tests {
 
     #[test]
     fn entras_value_path_with_a_sub_attribute_comparison_is_accepted() {
-        assert!(user_matches(r#"emails[type eq "work"].value eq "ada@acme.example""#));
-        assert!(!user_matches(r#"emails[type eq "home"].value eq "ada@acme.example""#));
+        assert!(user_matches(
+            r#"emails[type eq "work"].value eq "ada@acme.example""#
+        ));
+        assert!(!user_matches(
+            r#"emails[type eq "home"].value eq "ada@acme.example""#
+        ));
         assert!(user_matches(r#"emails[type eq "work"].value pr"#));
     }
 
@@ -872,7 +919,10 @@ mod tests {
         assert!(user_matches(
             r#"urn:ietf:params:scim:schemas:core:2.0:User:userName sw "ada""#
         ));
-        assert!(user_matches(r#"manager eq "m-26118915""#), "Entra names it without the URN");
+        assert!(
+            user_matches(r#"manager eq "m-26118915""#),
+            "Entra names it without the URN"
+        );
     }
 
     #[test]
@@ -888,9 +938,15 @@ mod tests {
 
     #[test]
     fn date_times_compare_chronologically_across_zones() {
-        assert!(user_matches(r#"meta.lastModified gt "2026-03-05T12:00:00Z""#));
-        assert!(!user_matches(r#"meta.lastModified gt "2026-03-05T13:00:00+00:00""#));
-        assert!(user_matches(r#"meta.lastModified eq "2026-03-05T13:30:00+01:00""#));
+        assert!(user_matches(
+            r#"meta.lastModified gt "2026-03-05T12:00:00Z""#
+        ));
+        assert!(!user_matches(
+            r#"meta.lastModified gt "2026-03-05T13:00:00+00:00""#
+        ));
+        assert!(user_matches(
+            r#"meta.lastModified eq "2026-03-05T13:30:00+01:00""#
+        ));
         assert!(user_matches(r#"meta.created lt "2026-01-10T08:00:01Z""#));
         assert!(user_matches(r#"meta.created le "2026-01-10T08:00:00Z""#));
     }
@@ -916,7 +972,10 @@ mod tests {
     fn what_cannot_be_evaluated_is_an_invalid_filter_naming_the_attribute() {
         for (text, names) in [
             ("active gt true", "active"),
-            (r#"x509Certificates.value lt "AA==""#, "x509Certificates.value"),
+            (
+                r#"x509Certificates.value lt "AA==""#,
+                "x509Certificates.value",
+            ),
             (r#"active co "t""#, "active"),
             (r#"favouriteColour eq "teal""#, "favouriteColour"),
             (r#"userName.first eq "a""#, "userName has no sub-attributes"),
@@ -978,7 +1037,11 @@ mod tests {
 
     #[test]
     fn the_index_lookups_a_store_can_answer_are_recognised() {
-        let lookup = |kind, text: &str| ScimFilter::parse_for(kind, text).unwrap().index_lookup(kind);
+        let lookup = |kind, text: &str| {
+            ScimFilter::parse_for(kind, text)
+                .unwrap()
+                .index_lookup(kind)
+        };
         let of = |key, value: &str| {
             Some(IndexLookup {
                 key,
@@ -990,7 +1053,10 @@ mod tests {
         let group = ResourceKind::Group;
         assert_eq!(lookup(user, r#"userName eq "Ada""#), of(UserName, "Ada"));
         assert_eq!(lookup(user, r#"USERNAME Eq "Ada""#), of(UserName, "Ada"));
-        assert_eq!(lookup(user, r#"externalId eq "00u1""#), of(ExternalId, "00u1"));
+        assert_eq!(
+            lookup(user, r#"externalId eq "00u1""#),
+            of(ExternalId, "00u1")
+        );
         assert_eq!(lookup(user, r#"emails.value eq "a@x""#), of(Email, "a@x"));
         assert_eq!(lookup(user, r#"emails eq "a@x""#), of(Email, "a@x"));
         assert_eq!(lookup(user, r#"emails[value eq "a@x"]"#), of(Email, "a@x"));
@@ -1007,8 +1073,14 @@ mod tests {
             lookup(user, r#"id eq "u-1" and manager eq "m""#),
             of(Id, "u-1")
         );
-        assert_eq!(lookup(group, r#"displayName eq "Admins""#), of(DisplayName, "Admins"));
-        assert_eq!(lookup(group, r#"members.value eq "u-1""#), of(Member, "u-1"));
+        assert_eq!(
+            lookup(group, r#"displayName eq "Admins""#),
+            of(DisplayName, "Admins")
+        );
+        assert_eq!(
+            lookup(group, r#"members.value eq "u-1""#),
+            of(Member, "u-1")
+        );
         assert_eq!(
             lookup(group, r#"members eq "u-1" and id eq "g-1""#),
             of(Id, "g-1")
@@ -1016,7 +1088,11 @@ mod tests {
         assert_eq!(lookup(user, r#"userName co "Ada""#), None);
         assert_eq!(lookup(user, r#"userName eq "a" or userName eq "b""#), None);
         assert_eq!(lookup(user, r#"not (userName eq "a")"#), None);
-        assert_eq!(lookup(user, r#"displayName eq "Ada""#), None, "not indexed for users");
+        assert_eq!(
+            lookup(user, r#"displayName eq "Ada""#),
+            None,
+            "not indexed for users"
+        );
         assert_eq!(lookup(user, r#"emails.type eq "work""#), None);
     }
 

@@ -91,7 +91,10 @@ mod tests {
             "https://sso.example/scim/v2/okta-acme/",
         );
         assert_eq!(out["id"], "u-1");
-        assert_eq!(out["meta"]["location"], "https://sso.example/scim/v2/okta-acme/Users/u-1");
+        assert_eq!(
+            out["meta"]["location"],
+            "https://sso.example/scim/v2/okta-acme/Users/u-1"
+        );
         assert_eq!(out["meta"]["version"], "W/\"3\"");
         assert_eq!(out["meta"]["created"], "2026-01-01T00:00:00.123Z");
         assert_eq!(out["meta"]["lastModified"], "2026-01-01T00:01:00.123Z");
@@ -108,7 +111,10 @@ mod tests {
 
     #[test]
     fn references_point_at_the_resource() {
-        assert_eq!(member_entry("https://h/scim", "u-1")["$ref"], "https://h/scim/Users/u-1");
+        assert_eq!(
+            member_entry("https://h/scim", "u-1")["$ref"],
+            "https://h/scim/Users/u-1"
+        );
         let group = group_entry("https://h/scim", "g-1", "Admins");
         assert_eq!(group["display"], "Admins");
         assert_eq!(group["$ref"], "https://h/scim/Groups/g-1");

@@ -32,7 +32,7 @@
 
 use std::str::FromStr;
 
-use scim_v2::filter::{AttrExp, CompareOp, CompValue, PatchPath, ValFilter};
+use scim_v2::filter::{AttrExp, CompValue, CompareOp, PatchPath, ValFilter};
 use serde_json::{Map, Value};
 
 use super::error::ScimError;
@@ -77,8 +77,10 @@ pub fn apply_patch(
     let before = validate(kind, current)?;
     let mut work = before.clone();
     for (index, operation) in operations.iter().enumerate() {
-        apply_operation(kind, &mut work, id, operation)
-            .map_err(|e| ScimError { detail: format!("Operations[{index}]: {}", e.detail), ..e })?;
+        apply_operation(kind, &mut work, id, operation).map_err(|e| ScimError {
+            detail: format!("Operations[{index}]: {}", e.detail),
+            ..e
+        })?;
     }
     let after = validate(kind, &work)?;
     let (old, new) = (members(&before), members(&after));
@@ -92,7 +94,9 @@ pub fn apply_patch(
 
 fn operations_of(body: &Value) -> Result<&Vec<Value>, ScimError> {
     let Some(object) = body.as_object() else {
-        return Err(ScimError::invalid_syntax("a PATCH body must be a JSON object"));
+        return Err(ScimError::invalid_syntax(
+            "a PATCH body must be a JSON object",
+        ));
     };
     let member = |name: &str| {
         object
@@ -103,8 +107,10 @@ fn operations_of(body: &Value) -> Result<&Vec<Value>, ScimError> {
     let has_urn = member("schemas")
         .and_then(Value::as_array)
         .is_some_and(|list| {
-            list.iter()
-                .any(|u| u.as_str().is_some_and(|u| u.eq_ignore_ascii_case(PATCH_OP_URN)))
+            list.iter().any(|u| {
+                u.as_str()
+                    .is_some_and(|u| u.eq_ignore_ascii_case(PATCH_OP_URN))
+            })
         });
     if !has_urn {
         return Err(ScimError::invalid_syntax(format!(
@@ -126,7 +132,9 @@ fn apply_operation(
     operation: &Value,
 ) -> Result<(), ScimError> {
     let Some(operation) = operation.as_object() else {
-        return Err(ScimError::invalid_syntax("an operation must be a JSON object"));
+        return Err(ScimError::invalid_syntax(
+            "an operation must be a JSON object",
+        ));
     };
     let member = |name: &str| {
         operation
@@ -285,9 +293,8 @@ impl Target {
 }
 
 fn target(kind: ResourceKind, path: &str) -> Result<Target, ScimError> {
-    let parsed = PatchPath::from_str(path).map_err(|e| {
-        ScimError::invalid_path(describe_parse_error("the path", path, e))
-    })?;
+    let parsed = PatchPath::from_str(path)
+        .map_err(|e| ScimError::invalid_path(describe_parse_error("the path", path, e)))?;
     let (attr_path, filter, sub) = match parsed {
         PatchPath::Attr(attr) => {
             let sub = attr.sub_attr.clone();
@@ -368,7 +375,9 @@ fn is_write_only(target: &Target) -> bool {
 
 /// The object holding the target attribute (the resource or an extension's object).
 fn container<'a>(work: &'a mut Value, target: &Target) -> &'a mut Map<String, Value> {
-    let root = work.as_object_mut().expect("a validated resource is an object");
+    let root = work
+        .as_object_mut()
+        .expect("a validated resource is an object");
     match target.extension {
         None => root,
         Some(schema) => {
@@ -528,7 +537,11 @@ fn remove(work: &mut Value, target: &Target, value: Option<&Value>) -> Result<()
                 };
                 let listed: Vec<Value> = listed
                     .iter()
-                    .filter_map(|v| normalise_single(attribute, v, attribute.name).ok().flatten())
+                    .filter_map(|v| {
+                        normalise_single(attribute, v, attribute.name)
+                            .ok()
+                            .flatten()
+                    })
                     .collect();
                 if let Some(Value::Array(list)) = holder.get_mut(attribute.name) {
                     list.retain(|e| !listed.iter().any(|l| same_element(attribute, e, l)));
@@ -616,7 +629,11 @@ fn put_sub(element: &mut Value, sub: &Attribute, value: Option<Value>) {
 
 /// The element a filter of `eq` comparisons describes (`type eq "work"` → `{"type":"work"}`).
 fn element_from_filter(filter: &ValFilter, parent: &'static Attribute) -> Option<Value> {
-    fn collect(filter: &ValFilter, parent: &'static Attribute, out: &mut Map<String, Value>) -> bool {
+    fn collect(
+        filter: &ValFilter,
+        parent: &'static Attribute,
+        out: &mut Map<String, Value>,
+    ) -> bool {
         match filter {
             ValFilter::Attr(AttrExp::Comparison(path, CompareOp::Eq, value))
                 if path.uri.is_none() && path.sub_attr.is_none() =>
@@ -653,7 +670,9 @@ fn same_element(attribute: &Attribute, a: &Value, b: &Value) -> bool {
 /// When the operation's value sets `primary: true`, only the last such value keeps it.
 fn settle_primary(holder: &mut Map<String, Value>, attribute: &Attribute, given: &Value) {
     let sets_primary = match given {
-        Value::Array(items) => items.iter().any(|i| i.get("primary").and_then(|p| super::resource::lenient_bool(p)) == Some(true)),
+        Value::Array(items) => items
+            .iter()
+            .any(|i| i.get("primary").and_then(super::resource::lenient_bool) == Some(true)),
         other => other.get("primary").and_then(super::resource::lenient_bool) == Some(true),
     };
     if !sets_primary || attribute.sub_attribute("primary").is_none() {
@@ -724,7 +743,12 @@ mod tests {
     }
 
     fn patch_group(members: &[&str], operations: Value) -> Result<PatchOutcome, ScimError> {
-        apply_patch(ResourceKind::Group, &group(members), "g-1", &ops(operations))
+        apply_patch(
+            ResourceKind::Group,
+            &group(members),
+            "g-1",
+            &ops(operations),
+        )
     }
 
     #[test]
@@ -760,7 +784,10 @@ mod tests {
         assert_eq!(user["emails"][0]["value"], "lovelace@acme.example");
         assert_eq!(user["emails"][0]["type"], "work");
         assert_eq!(user["displayName"], "Countess Lovelace");
-        assert_eq!(user["name"], json!({"givenName": "Augusta", "familyName": "King"}));
+        assert_eq!(
+            user["name"],
+            json!({"givenName": "Augusta", "familyName": "King"})
+        );
         assert_eq!(user[ENTERPRISE_USER_URN]["employeeNumber"], "701984");
         assert_eq!(user["schemas"], json!([USER_URN, ENTERPRISE_USER_URN]));
     }
@@ -790,7 +817,10 @@ mod tests {
             {"op": "Add", "path": "manager", "value": [{"$ref": null, "value": "m-1"}]}
         ]))
         .unwrap();
-        assert_eq!(outcome.resource[ENTERPRISE_USER_URN]["manager"], json!({"value": "m-1"}));
+        assert_eq!(
+            outcome.resource[ENTERPRISE_USER_URN]["manager"],
+            json!({"value": "m-1"})
+        );
     }
 
     #[test]
@@ -889,7 +919,11 @@ mod tests {
         ]))
         .unwrap_err();
         assert_eq!(error.scim_type, Some(ScimType::NoTarget));
-        assert!(error.detail.starts_with("Operations[0]"), "{}", error.detail);
+        assert!(
+            error.detail.starts_with("Operations[0]"),
+            "{}",
+            error.detail
+        );
     }
 
     #[test]
@@ -900,7 +934,10 @@ mod tests {
         .unwrap();
         let emails = outcome.resource["emails"].as_array().unwrap().clone();
         assert_eq!(emails.len(), 2);
-        assert_eq!(emails[1], json!({"type": "home", "value": "a@home.example"}));
+        assert_eq!(
+            emails[1],
+            json!({"type": "home", "value": "a@home.example"})
+        );
     }
 
     #[test]
@@ -928,22 +965,56 @@ mod tests {
         ]))
         .unwrap_err();
         assert_eq!(error.scim_type, Some(ScimType::InvalidPath));
-        assert!(error.detail.starts_with("Operations[1]"), "{}", error.detail);
+        assert!(
+            error.detail.starts_with("Operations[1]"),
+            "{}",
+            error.detail
+        );
     }
 
     #[test]
     fn malformed_bodies_and_paths_name_the_problem() {
         let cases = [
-            (json!({"Operations": [{"op": "add", "path": "title", "value": "x"}]}), ScimType::InvalidSyntax),
-            (json!({"schemas": [PATCH_OP_URN], "Operations": []}), ScimType::InvalidSyntax),
-            (ops(json!([{"op": "merge", "path": "title", "value": "x"}])), ScimType::InvalidSyntax),
-            (ops(json!([{"op": "add", "path": "emails[type eq", "value": "x"}])), ScimType::InvalidPath),
-            (ops(json!([{"op": "add", "path": 42, "value": "x"}])), ScimType::InvalidPath),
-            (ops(json!([{"op": "add", "path": "title"}])), ScimType::InvalidValue),
-            (ops(json!([{"op": "add", "path": "active", "value": "perhaps"}])), ScimType::InvalidValue),
-            (ops(json!([{"op": "add", "value": "not an object"}])), ScimType::InvalidValue),
-            (ops(json!([{"op": "add", "path": "name.nickname", "value": "x"}])), ScimType::InvalidPath),
-            (ops(json!([{"op": "add", "path": "emails[kind eq \"work\"].value", "value": "x"}])), ScimType::InvalidPath),
+            (
+                json!({"Operations": [{"op": "add", "path": "title", "value": "x"}]}),
+                ScimType::InvalidSyntax,
+            ),
+            (
+                json!({"schemas": [PATCH_OP_URN], "Operations": []}),
+                ScimType::InvalidSyntax,
+            ),
+            (
+                ops(json!([{"op": "merge", "path": "title", "value": "x"}])),
+                ScimType::InvalidSyntax,
+            ),
+            (
+                ops(json!([{"op": "add", "path": "emails[type eq", "value": "x"}])),
+                ScimType::InvalidPath,
+            ),
+            (
+                ops(json!([{"op": "add", "path": 42, "value": "x"}])),
+                ScimType::InvalidPath,
+            ),
+            (
+                ops(json!([{"op": "add", "path": "title"}])),
+                ScimType::InvalidValue,
+            ),
+            (
+                ops(json!([{"op": "add", "path": "active", "value": "perhaps"}])),
+                ScimType::InvalidValue,
+            ),
+            (
+                ops(json!([{"op": "add", "value": "not an object"}])),
+                ScimType::InvalidValue,
+            ),
+            (
+                ops(json!([{"op": "add", "path": "name.nickname", "value": "x"}])),
+                ScimType::InvalidPath,
+            ),
+            (
+                ops(json!([{"op": "add", "path": "emails[kind eq \"work\"].value", "value": "x"}])),
+                ScimType::InvalidPath,
+            ),
         ];
         for (body, expected) in cases {
             let error = apply_patch(ResourceKind::User, &user(), ID, &body).unwrap_err();
@@ -983,8 +1054,7 @@ mod tests {
 
     #[test]
     fn a_replace_to_the_same_value_reports_no_change() {
-        let outcome =
-            patch_user(json!([{"op": "replace", "value": {"active": true}}])).unwrap();
+        let outcome = patch_user(json!([{"op": "replace", "value": {"active": true}}])).unwrap();
         assert!(!outcome.changed);
     }
 

@@ -212,7 +212,13 @@ fn selected(kind: ResourceKind, name: &str) -> Result<Selected, ScimError> {
         .ok_or_else(unknown)?;
     let sub = match &path.sub_attr {
         None => None,
-        Some(sub) => Some(located.attribute.sub_attribute(sub).ok_or_else(unknown)?.name),
+        Some(sub) => Some(
+            located
+                .attribute
+                .sub_attribute(sub)
+                .ok_or_else(unknown)?
+                .name,
+        ),
     };
     Ok(Selected {
         extension: located.extension.map(|s| s.id),
@@ -302,11 +308,10 @@ mod tests {
     fn names_are_case_insensitive_and_unknown_ones_are_refused() {
         let out = project(Some("USERNAME"), None);
         assert_eq!(out["userName"], "ada");
-        let error = Projection::parse(ResourceKind::User, Some("userName,shoeSize"), None)
-            .unwrap_err();
-        assert!(error.detail.contains("shoeSize"), "{}", error.detail);
         let error =
-            Projection::parse(ResourceKind::Group, None, Some("emails")).unwrap_err();
+            Projection::parse(ResourceKind::User, Some("userName,shoeSize"), None).unwrap_err();
+        assert!(error.detail.contains("shoeSize"), "{}", error.detail);
+        let error = Projection::parse(ResourceKind::Group, None, Some("emails")).unwrap_err();
         assert!(error.detail.contains("Group"));
     }
 

@@ -60,9 +60,10 @@ impl ListQuery {
         for (name, value) in form_urlencoded::parse(query.as_bytes()) {
             let value = value.into_owned();
             let number = |name: &str| -> Result<i64, ScimError> {
-                value.trim().parse::<i64>().map_err(|_| {
-                    ScimError::invalid_value(format!("{name} must be an integer"))
-                })
+                value
+                    .trim()
+                    .parse::<i64>()
+                    .map_err(|_| ScimError::invalid_value(format!("{name} must be an integer")))
             };
             match name.to_ascii_lowercase().as_str() {
                 "filter" => raw.filter = Some(value.clone()),
@@ -82,7 +83,9 @@ impl ListQuery {
     /// `excludedAttributes` are arrays of names (a comma-separated string is accepted too).
     pub fn from_search_body(kind: Option<ResourceKind>, body: &Value) -> Result<Self, ScimError> {
         if !body.is_object() {
-            return Err(ScimError::invalid_syntax("a SearchRequest must be a JSON object"));
+            return Err(ScimError::invalid_syntax(
+                "a SearchRequest must be a JSON object",
+            ));
         }
         let text = |name: &str| -> Result<Option<String>, ScimError> {
             match get_ci(body, name) {
@@ -207,7 +210,11 @@ mod tests {
             "filter=userName%20eq%20%22ada%40acme.example%22&startIndex=1&count=100",
         )
         .unwrap();
-        let lookup = query.filter.unwrap().index_lookup(ResourceKind::User).unwrap();
+        let lookup = query
+            .filter
+            .unwrap()
+            .index_lookup(ResourceKind::User)
+            .unwrap();
         assert_eq!(lookup.value, "ada@acme.example");
         assert_eq!((query.start_index, query.count), (1, Some(100)));
     }
@@ -232,9 +239,8 @@ mod tests {
         let error =
             ListQuery::from_query_string(Some(ResourceKind::User), "count=ten").unwrap_err();
         assert!(error.detail.contains("count"));
-        let error =
-            ListQuery::from_query_string(Some(ResourceKind::User), "filter=userName%20eq")
-                .unwrap_err();
+        let error = ListQuery::from_query_string(Some(ResourceKind::User), "filter=userName%20eq")
+            .unwrap_err();
         assert_eq!(error.scim_type, Some(crate::scim::ScimType::InvalidFilter));
     }
 
@@ -253,9 +259,10 @@ mod tests {
         assert!(query.filter.is_some());
         assert_eq!(query.count, Some(10));
         assert_eq!(query.sort_order, SortOrder::Descending);
-        let projected = query
-            .projection
-            .apply(ResourceKind::User, &json!({"id": "u", "userName": "a", "title": "t"}));
+        let projected = query.projection.apply(
+            ResourceKind::User,
+            &json!({"id": "u", "userName": "a", "title": "t"}),
+        );
         assert_eq!(projected, json!({"id": "u", "userName": "a"}));
         let error = ListQuery::from_search_body(None, &json!({"count": "10"})).unwrap_err();
         assert!(error.detail.contains("count"));

@@ -35,7 +35,8 @@ use super::schema::{
 };
 
 /// Schema URNs Entra adds that kratos-jit accepts and drops (docs/scim.md §3.1).
-const TOLERATED_URN_PREFIX: &str = "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/";
+const TOLERATED_URN_PREFIX: &str =
+    "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/";
 
 /// Validate and normalise a client's body for `kind` (see the module doc for the promises).
 pub fn validate(kind: ResourceKind, body: &Value) -> Result<Value, ScimError> {
@@ -106,12 +107,8 @@ fn schemas_of(
     object: &Map<String, Value>,
 ) -> Result<Vec<&'static Schema>, ScimError> {
     let core = kind.core_schema();
-    let missing = || {
-        ScimError::invalid_value(format!(
-            "schemas is required and must list \"{}\"",
-            core.id
-        ))
-    };
+    let missing =
+        || ScimError::invalid_value(format!("schemas is required and must list \"{}\"", core.id));
     let listed = object
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("schemas"))
@@ -390,7 +387,9 @@ pub fn primary_email(user: &Value) -> Option<&str> {
 /// Whether a User is active: `active` unassigned means active (kratos-jit's choice: a client
 /// that never sends `active`, as some do on create, means a usable account).
 pub fn active(user: &Value) -> bool {
-    get_ci(user, "active").and_then(lenient_bool).unwrap_or(true)
+    get_ci(user, "active")
+        .and_then(lenient_bool)
+        .unwrap_or(true)
 }
 
 /// A Group's member ids (`members[].value`), in order, without duplicates.
@@ -470,7 +469,11 @@ mod tests {
         let error = validate(ResourceKind::User, &body).unwrap_err();
         assert_eq!(error.status, 400);
         assert_eq!(error.scim_type, Some(crate::scim::ScimType::InvalidValue));
-        assert!(error.detail.contains("\"favouriteColour\""), "{}", error.detail);
+        assert!(
+            error.detail.contains("\"favouriteColour\""),
+            "{}",
+            error.detail
+        );
         assert!(error.detail.contains("\"shoeSize\""), "{}", error.detail);
     }
 
@@ -479,7 +482,13 @@ mod tests {
         let mut body = okta_create();
         body["name"]["nickname"] = json!("x");
         let error = validate(ResourceKind::User, &body).unwrap_err();
-        assert!(error.detail.contains("name has no sub-attribute \"nickname\""), "{}", error.detail);
+        assert!(
+            error
+                .detail
+                .contains("name has no sub-attribute \"nickname\""),
+            "{}",
+            error.detail
+        );
     }
 
     #[test]
@@ -491,16 +500,26 @@ mod tests {
 
         body["schemas"] = json!([USER_URN, GROUP_URN]);
         let error = validate(ResourceKind::User, &body).unwrap_err();
-        assert!(error.detail.contains("not a schema of the User"), "{}", error.detail);
+        assert!(
+            error.detail.contains("not a schema of the User"),
+            "{}",
+            error.detail
+        );
 
         body["schemas"] = json!([USER_URN, "urn:example:custom"]);
         let error = validate(ResourceKind::User, &body).unwrap_err();
-        assert!(error.detail.contains("urn:example:custom"), "{}", error.detail);
+        assert!(
+            error.detail.contains("urn:example:custom"),
+            "{}",
+            error.detail
+        );
 
         let mut no_schemas = okta_create();
         no_schemas.as_object_mut().unwrap().remove("schemas");
         assert_eq!(
-            validate(ResourceKind::User, &no_schemas).unwrap_err().scim_type,
+            validate(ResourceKind::User, &no_schemas)
+                .unwrap_err()
+                .scim_type,
             Some(crate::scim::ScimType::InvalidValue)
         );
     }
@@ -555,7 +574,10 @@ mod tests {
             ENTERPRISE_USER_URN: {"manager": [{"value": "m-1", "$ref": null}]}
         });
         let user = validate(ResourceKind::User, &body).unwrap();
-        assert_eq!(user[ENTERPRISE_USER_URN]["manager"], json!({"value": "m-1"}));
+        assert_eq!(
+            user[ENTERPRISE_USER_URN]["manager"],
+            json!({"value": "m-1"})
+        );
         assert_eq!(user["schemas"], json!([USER_URN, ENTERPRISE_USER_URN]));
     }
 
@@ -565,13 +587,25 @@ mod tests {
             ("active", json!("maybe"), "active must be of type boolean"),
             ("userName", json!(42), "userName must be of type string"),
             ("name", json!("Ada"), "name must be of type complex"),
-            ("emails", json!([{"value": 1}]), "emails.value must be of type string"),
-            ("displayName", json!(["a", "b"]), "displayName is single-valued"),
+            (
+                "emails",
+                json!([{"value": 1}]),
+                "emails.value must be of type string",
+            ),
+            (
+                "displayName",
+                json!(["a", "b"]),
+                "displayName is single-valued",
+            ),
         ] {
             let mut body = okta_create();
             body[attribute] = value;
             let error = validate(ResourceKind::User, &body).unwrap_err();
-            assert!(error.detail.contains(expected), "{attribute}: {}", error.detail);
+            assert!(
+                error.detail.contains(expected),
+                "{attribute}: {}",
+                error.detail
+            );
         }
     }
 
@@ -588,9 +622,11 @@ mod tests {
 
     #[test]
     fn user_name_and_display_name_are_required() {
-        let error =
-            validate(ResourceKind::User, &json!({"schemas": [USER_URN], "userName": " "}))
-                .unwrap_err();
+        let error = validate(
+            ResourceKind::User,
+            &json!({"schemas": [USER_URN], "userName": " "}),
+        )
+        .unwrap_err();
         assert!(error.detail.contains("userName is required"));
         let error = validate(ResourceKind::Group, &json!({"schemas": [GROUP_URN]})).unwrap_err();
         assert!(error.detail.contains("displayName is required"));

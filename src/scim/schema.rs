@@ -290,8 +290,7 @@ const PHOTO_SUBS: [Attribute; 4] = multi_valued_subs_with(
     &["photo", "thumbnail"],
 );
 const PLAIN_SUBS: [Attribute; 4] = multi_valued_subs_with(string("value"), &[]);
-const CERT_SUBS: [Attribute; 4] =
-    multi_valued_subs_with(attr("value", AttrType::Binary), &[]);
+const CERT_SUBS: [Attribute; 4] = multi_valued_subs_with(attr("value", AttrType::Binary), &[]);
 
 const NAME_SUBS: [Attribute; 6] = [
     string("formatted"),
@@ -618,7 +617,11 @@ mod tests {
                 .name,
             "externalId"
         );
-        assert!(ResourceKind::User.resolve(Some(GROUP_URN), "displayName").is_none());
+        assert!(
+            ResourceKind::User
+                .resolve(Some(GROUP_URN), "displayName")
+                .is_none()
+        );
     }
 
     #[test]
@@ -626,7 +629,12 @@ mod tests {
         let user = ResourceKind::User;
         assert!(!user.resolve(None, "userName").unwrap().attribute.case_exact);
         assert!(user.resolve(None, "id").unwrap().attribute.case_exact);
-        assert!(user.resolve(None, "externalId").unwrap().attribute.case_exact);
+        assert!(
+            user.resolve(None, "externalId")
+                .unwrap()
+                .attribute
+                .case_exact
+        );
         let password = user.resolve(None, "password").unwrap().attribute;
         assert_eq!(password.returned, Returned::Never);
         assert_eq!(
