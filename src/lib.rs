@@ -6,6 +6,7 @@
 //! - [`login`]: the one login use case every entry point calls;
 //! - [`mapper`]: Kratos-compatible Jsonnet claims mappers, compiled once, evaluated under limits;
 //! - [`provider`]: the per-customer provider folders (`mappers/<provider-id>/`) and their settings;
+//! - [`scim`]: the SCIM 2.0 protocol core (schemas, filters, PATCH, projection, discovery), pure;
 //! - [`schema`]: validation of mapped traits against the Kratos identity schema;
 //! - [`claims`]: turning an ID token's claims into the exact claims object Kratos builds;
 //! - [`token`]: ID token verification against a provider's issuer (JWKS, algorithms, time claims);
@@ -31,6 +32,7 @@ pub mod login;
 pub mod mapper;
 pub mod provider;
 pub mod schema;
+pub mod scim;
 pub mod secret;
 pub mod serve;
 #[cfg(feature = "standin")]
