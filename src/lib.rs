@@ -34,6 +34,7 @@ pub mod secret;
 pub mod serve;
 #[cfg(feature = "standin")]
 pub mod standin;
+pub mod store;
 pub mod token;
 
 /// Every allocation goes through the mapper guard so that a runaway Jsonnet evaluation can be
