@@ -280,6 +280,7 @@ suite![
     deleting_a_user_takes_its_memberships_and_deleting_a_group_returns_its_members,
     pages_are_stable_and_count_only_the_providers_rows,
     opening_twice_migrates_once_and_keeps_the_data,
+    concurrent_writes_of_one_user_name_leave_one_user_and_concurrent_members_all_land,
     a_user_name_lookup_among_100_000_users_uses_the_index,
 ];
 
@@ -943,6 +944,55 @@ mod suite {
         assert_eq!(recorded, 1);
     }
 
+    pub async fn concurrent_writes_of_one_user_name_leave_one_user_and_concurrent_members_all_land(
+        backend: &Backend,
+    ) {
+        let store = backend.open().await;
+        let p = provider("entra-globex");
+        // Entra's retries: the same userName created from several requests at once.
+        let creates = (0..8).map(|_| {
+            let store = store.clone();
+            let new = user(&p, "ada@globex.example", None, &[]);
+            tokio::spawn(async move { store.put_user(&new, None).await })
+        });
+        let mut created = 0;
+        for result in futures_util::future::join_all(creates).await {
+            match result.unwrap() {
+                Ok(_) => created += 1,
+                Err(error) => assert_eq!(error, StoreError::Conflict { what: "userName" }),
+            }
+        }
+        assert_eq!(created, 1);
+        assert_eq!(store.count_users(&p).await.unwrap(), 1);
+
+        // Members added to one group from concurrent PATCHes are all kept, each a version.
+        let g = store
+            .put_group(&group(&p, "Admins", None), None)
+            .await
+            .unwrap();
+        let mut ids = Vec::new();
+        for i in 0..8 {
+            let u = store
+                .put_user(
+                    &user(&p, &format!("member{i}@globex.example"), None, &[]),
+                    None,
+                )
+                .await
+                .unwrap();
+            ids.push(u.id);
+        }
+        let adds = ids.iter().map(|id| {
+            let (store, p, id) = (store.clone(), p.clone(), *id);
+            tokio::spawn(async move { store.add_members(&p, g.id, &[id], at(1)).await })
+        });
+        for result in futures_util::future::join_all(adds).await {
+            assert_eq!(result.unwrap().unwrap().added.len(), 1);
+        }
+        ids.sort();
+        assert_eq!(store.members(&p, g.id).await.unwrap(), ids);
+        assert_eq!(store.group(&p, g.id).await.unwrap().unwrap().version, 1 + 8);
+    }
+
     pub async fn a_user_name_lookup_among_100_000_users_uses_the_index(backend: &Backend) {
         const N: i64 = 100_000;
         let store = backend.open().await;
@@ -1063,6 +1113,41 @@ async fn a_dropped_postgres_connection_is_reconnected_on_the_next_call() {
     for _ in 0..8 {
         assert_eq!(store.user(&p, ada.id).await.unwrap(), Some(ada.clone()));
     }
+}
+
+#[tokio::test]
+async fn a_postgres_database_gone_away_is_unavailable_on_every_call_never_a_panic() {
+    let backend = Backend::postgres().await;
+    let store = backend.open().await;
+    let p = provider("okta-acme");
+    let ada = store
+        .put_user(&user(&p, "ada@acme.example", None, &[]), None)
+        .await
+        .unwrap();
+    let database = backend.url.rsplit('/').next().unwrap().to_owned();
+    let (admin, connection) = tokio_postgres::connect(postgres_admin_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    admin
+        .batch_execute(&format!("DROP DATABASE {database} WITH (FORCE)"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..6 {
+        match store.user(&p, ada.id).await {
+            Err(StoreError::Unavailable(problem)) => {
+                assert!(!problem.contains("ada@acme.example"), "{problem}")
+            }
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+    }
+    assert!(matches!(
+        store
+            .put_user(&user(&p, "grace@acme.example", None, &[]), None)
+            .await,
+        Err(StoreError::Unavailable(_))
+    ));
 }
 
 #[tokio::test]
