@@ -605,6 +605,12 @@ mod tests {
     }
 
     #[test]
+    fn a_store_can_be_shared_between_threads() {
+        fn shared<T: Send + Sync + Clone + 'static>() {}
+        shared::<Store>();
+    }
+
+    #[test]
     fn a_url_never_shows_its_password() {
         assert_eq!(
             redact_url("postgres://kjit:s3cret@db:5432/kjit"),
