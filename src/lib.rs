@@ -38,6 +38,7 @@ pub mod serve;
 #[cfg(feature = "standin")]
 pub mod standin;
 pub mod timing;
+pub mod store;
 pub mod token;
 
 /// Every allocation goes through the mapper guard so that a runaway Jsonnet evaluation can be
