@@ -14,6 +14,8 @@
 //! - [`hop`]: the claims hop, kratos-jit as the OpenID Provider Kratos signs in with (keys,
 //!   sealed state and codes, the upstream client, the flow);
 //! - [`http`]: the HTTP adapters — the provisioning API, the Kratos web hooks and the hop;
+//! - [`store`]: SCIM resources, groups and memberships in SQLite or PostgreSQL (Kratos keeps
+//!   the identities);
 //! - [`timing`]: how long a request waited on Kratos and the upstream, for `Server-Timing`;
 //! - [`config`], [`secret`]: `serve`'s settings, checked at start; secrets that never print;
 //! - [`serve`], [`check`], [`carrier`]: the commands `serve`, `check`/`map`, `kratos-mapper`;
@@ -37,8 +39,8 @@ pub mod secret;
 pub mod serve;
 #[cfg(feature = "standin")]
 pub mod standin;
-pub mod timing;
 pub mod store;
+pub mod timing;
 pub mod token;
 
 /// Every allocation goes through the mapper guard so that a runaway Jsonnet evaluation can be

@@ -51,25 +51,9 @@ use crate::domain::{IdentityId, ProviderId};
 /// [`StoreError::Unavailable`].
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The attributes a store answers from an index rather than a scan.
-///
-/// Merged with `crate::scim::IndexKey` (piece A owns the type and its `index_lookup`); this is
-/// the local copy until then.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum IndexKey {
-    /// `id eq "…"` (users and groups), compared exactly.
-    Id,
-    /// `userName eq "…"` (users), compared case-insensitively.
-    UserName,
-    /// `externalId eq "…"` (users and groups), compared exactly.
-    ExternalId,
-    /// `emails.value eq "…"` (users), compared case-insensitively.
-    Email,
-    /// `displayName eq "…"` (groups), compared case-insensitively.
-    DisplayName,
-    /// `members.value eq "<user id>"` (groups): the groups that have this user as a member.
-    Member,
-}
+/// The attributes a store answers from an index rather than a scan: the SCIM core's, so that
+/// a filter's [`crate::scim::IndexLookup`] reaches the store as it is.
+pub use crate::scim::IndexKey;
 
 /// A SCIM group id: kratos-jit makes it (a random UUID) when a group is created.
 #[derive(
