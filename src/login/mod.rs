@@ -58,6 +58,8 @@
 //! gateway failure.
 
 mod run;
+#[cfg(test)]
+mod scim_tests;
 
 use std::fmt;
 use std::sync::Arc;

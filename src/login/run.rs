@@ -240,12 +240,7 @@ impl<K: KratosAdmin> Run<'_, '_, K> {
                 (None, Some(holder)) => Found::EmailHolder(holder),
                 (None, None) => Found::Nothing,
             };
-            let decision = decision::decide(
-                &rules,
-                mapped,
-                found,
-                &self.provenance(),
-            );
+            let decision = decision::decide(&rules, mapped, found, &self.provenance());
             let done = |action, identity_id, changed| Outcome {
                 action,
                 identity_id,
