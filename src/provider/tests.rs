@@ -196,8 +196,17 @@ fn okta_acme_fixtures_are_paired_sorted_and_parsed() {
         .find(|f| f.name == "foreign-domain")
         .unwrap();
 
-    // The hand-written cases, and the same cases as real Polis and SATOSA bridges emit them.
-    assert_eq!(names.len(), 23);
+    // The hand-written cases, the same cases as real Polis and SATOSA bridges emit them, and
+    // the SCIM cases.
+    assert_eq!(names.len(), 29);
+    let scim: Vec<&str> = acme
+        .fixtures
+        .iter()
+        .filter(|f| f.kind == MapperKind::Scim)
+        .map(|f| f.name.as_str())
+        .collect();
+    assert_eq!(scim.len(), 6, "{scim:?}");
+    assert!(scim.iter().all(|n| n.starts_with("scim-")), "{scim:?}");
     assert!(names.windows(2).all(|w| w[0] < w[1]), "{names:?}");
     assert_eq!(
         demoted.identity.as_ref().unwrap()["traits"]["role"],
