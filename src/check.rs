@@ -4,6 +4,11 @@
 //! output contract, policy, e-mail holder lookup, decision — against [`FixtureKratos`], a Kratos
 //! port that holds the fixture's identity (if any) and writes nothing. So a fixture that passes
 //! here is a login that behaves the same way in production. The reports are printed here too.
+//!
+//! A SCIM fixture (`<case>.scim.json`) runs the SCIM provisioning the same way: the provider's
+//! SCIM mapper over the SCIM input, the subject from `[scim] subject`, the fixture's identity
+//! held under that subject's credential. The report names the kind of each failing fixture and
+//! counts SCIM fixtures apart.
 
 use std::fmt::Write as _;
 use std::io::Write;
@@ -13,11 +18,12 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::domain::{IdentityId, Subject};
+use crate::domain::scim::ScimSubjectError;
+use crate::domain::{IdentityId, ScimInput, Subject};
 use crate::kratos::Identity;
 use crate::kratos::fixture::FixtureKratos;
 use crate::login::{Action, Current, EntryPoint, Login, Logins, Outcome};
-use crate::mapper::{Isolation, Limits, MapperEngine, WorkerProgram};
+use crate::mapper::{Claims, Isolation, Limits, MapperEngine, MapperKind, WorkerProgram};
 use crate::provider::{Expectation, Fixture, Provider, Providers, load_reporting};
 use crate::schema::IdentitySchemas;
 
@@ -29,6 +35,10 @@ const FIXTURE_IDENTITY_ID: &str = "00000000-0000-4000-8000-000000000001";
 pub enum CheckError {
     #[error("the claims have no `sub` (subject) string")]
     NoSubject,
+    #[error("{0}")]
+    ScimSubject(#[from] ScimSubjectError),
+    #[error("{0}")]
+    ScimInput(#[from] crate::domain::scim::InvalidScimInput),
     #[error("{0}")]
     Login(#[from] crate::login::LoginError),
 }
@@ -68,18 +78,40 @@ impl Checker {
         claims: &Value,
         current: Option<&Value>,
     ) -> Result<Outcome, CheckError> {
-        let subject = claims
-            .get("sub")
-            .and_then(Value::as_str)
-            .and_then(|s| Subject::parse(s).ok())
-            .ok_or(CheckError::NoSubject)?;
+        self.evaluate_kind(provider, MapperKind::Claims, claims, current)
+    }
+
+    /// [`Self::evaluate`] for either kind of mapper: `input` is the claims, or the SCIM input
+    /// of a SCIM provisioning (whose subject `[scim] subject` names).
+    pub fn evaluate_kind(
+        &self,
+        provider: &Provider,
+        kind: MapperKind,
+        input: &Value,
+        current: Option<&Value>,
+    ) -> Result<Outcome, CheckError> {
+        let scim = match kind {
+            MapperKind::Claims => None,
+            MapperKind::Scim => Some(ScimInput::from_value(input.clone())?),
+        };
+        let subject = match &scim {
+            None => input
+                .get("sub")
+                .and_then(Value::as_str)
+                .and_then(|s| Subject::parse(s).ok())
+                .ok_or(CheckError::NoSubject)?,
+            Some(scim) => scim.subject(provider.settings.scim.subject)?,
+        };
         let held = current.map(|current| fixture_identity(provider, &subject, current));
         self.logins.kratos().hold(held);
         let login = Login {
             entry: EntryPoint::Check,
             provider,
             subject,
-            claims: claims.into(),
+            claims: match &scim {
+                None => Claims::Json(input),
+                Some(scim) => Claims::Scim(scim),
+            },
             current: Current::ByCredential,
             kratos_budget: Duration::from_secs(5),
             cleanup: vec![],
@@ -98,6 +130,7 @@ impl Checker {
                     .iter()
                     .map(|fixture| FixtureResult {
                         name: fixture.name.clone(),
+                        kind: fixture.kind,
                         failure: self.check_fixture(provider, fixture).err(),
                     })
                     .collect(),
@@ -109,7 +142,12 @@ impl Checker {
         let claims_file = fixture.claims_path.display();
         let expect_file = fixture.expect_path.display();
         let outcome = self
-            .evaluate(provider, &fixture.claims, fixture.identity.as_ref())
+            .evaluate_kind(
+                provider,
+                fixture.kind,
+                &fixture.claims,
+                fixture.identity.as_ref(),
+            )
             .map_err(|e| format!("{claims_file}: the login could not run: {e}"))?;
         let identity = outcome
             .output
@@ -167,6 +205,8 @@ fn fixture_identity(provider: &Provider, subject: &Subject, current: &Value) -> 
 #[derive(Debug, Clone, PartialEq)]
 pub struct FixtureResult {
     pub name: String,
+    /// Which mapper the fixture ran.
+    pub kind: MapperKind,
     /// `None` when the fixture passed; otherwise a readable explanation (with a diff).
     pub failure: Option<String>,
 }
@@ -182,6 +222,14 @@ impl ProviderReport {
     pub fn failed(&self) -> usize {
         self.fixtures.iter().filter(|f| f.failure.is_some()).count()
     }
+
+    /// How many of the fixtures ran the SCIM mapper.
+    pub fn scim(&self) -> usize {
+        self.fixtures
+            .iter()
+            .filter(|f| f.kind == MapperKind::Scim)
+            .count()
+    }
 }
 
 /// Prints `check`'s report: a line per provider, each failure with its explanation, a summary.
@@ -191,24 +239,29 @@ pub fn print_reports(reports: &[ProviderReport], out: &mut impl Write) -> std::i
     let mut failed = 0;
     for report in reports {
         let total = report.fixtures.len();
+        let kinds = match report.scim() {
+            0 => String::new(),
+            scim => format!(" ({} claims, {scim} scim)", total - scim),
+        };
         match report.failed() {
             0 => writeln!(
                 out,
-                "ok    {:width$}  {total} fixture(s) passed",
+                "ok    {:width$}  {total} fixture(s) passed{kinds}",
                 report.provider
             )?,
             n => {
                 failed += n;
                 writeln!(
                     out,
-                    "FAIL  {:width$}  {n} of {total} fixture(s) failed",
+                    "FAIL  {:width$}  {n} of {total} fixture(s) failed{kinds}",
                     report.provider
                 )?;
                 for fixture in report.fixtures.iter().filter(|f| f.failure.is_some()) {
                     writeln!(
                         out,
-                        "  {}: {}",
+                        "  {} ({}): {}",
                         fixture.name,
+                        fixture.kind,
                         fixture.failure.as_deref().unwrap_or_default()
                     )?;
                 }

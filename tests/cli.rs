@@ -302,3 +302,103 @@ fn map_reads_claims_from_standard_input() {
     let output: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(output["identity"]["traits"]["role"], "admin");
 }
+
+#[test]
+fn check_runs_every_sample_providers_scim_fixtures_and_counts_them_apart() {
+    let out = kratos_jit(&["check", "mappers"]);
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        text(&out.stderr)
+    );
+    for provider in [
+        "okta-acme",
+        "entra-globex",
+        "onelogin-initech",
+        "okta-oidc-umbrella",
+    ] {
+        let scim = std::fs::read_dir(Path::new("mappers").join(provider).join("tests"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".scim.json")
+            })
+            .count();
+        assert!(scim >= 4, "{provider} has {scim} SCIM fixtures");
+        assert!(
+            stdout.lines().any(|l| l.starts_with("ok")
+                && l.contains(provider)
+                && l.contains(&format!(", {scim} scim)"))),
+            "{provider} does not report its {scim} SCIM fixtures:\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn check_fails_on_a_failing_scim_fixture_naming_its_kind_with_a_diff() {
+    let (_tmp, dir) = sample_copy();
+    let expect = dir.join("entra-globex/tests/scim-demoted.expect.json");
+    replace_in(&expect, "\"role\": \"user\"", "\"role\": \"admin\"");
+
+    let out = kratos_jit(&["check", dir.to_str().unwrap()]);
+
+    let stdout = text(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("scim-demoted (scim): ") && stdout.contains(&expect.display().to_string()),
+        "{stdout}"
+    );
+    let diff_line = |sign: char, text: &str| {
+        stdout
+            .lines()
+            .any(|l| l.trim_start().starts_with(sign) && l.contains(text))
+    };
+    assert!(
+        diff_line('-', "\"role\": \"admin\"") && diff_line('+', "\"role\": \"user\""),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_scim_mapper_reading_the_claims_fails_its_fixtures_naming_the_ext_var() {
+    let (_tmp, dir) = sample_copy();
+    let mapper = dir.join("okta-acme/scim.jsonnet");
+    replace_in(
+        &mapper,
+        "local scim = std.extVar('scim');",
+        "local scim = std.extVar('claims');",
+    );
+
+    let out = kratos_jit(&["check", dir.to_str().unwrap()]);
+
+    let stdout = text(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("std.extVar('claims') is not given to a SCIM mapper"),
+        "{stdout}"
+    );
+    // The claims fixtures of the same provider still run their own mapper.
+    assert!(
+        stdout.contains("6 of 29 fixture(s) failed (23 claims, 6 scim)"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn check_refuses_enabled_scim_without_a_scim_mapper() {
+    let (_tmp, dir) = sample_copy();
+    std::fs::remove_file(dir.join("okta-acme/scim.jsonnet")).unwrap();
+
+    let out = kratos_jit(&["check", dir.to_str().unwrap()]);
+
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("scim.jsonnet is missing: [scim] enabled = true"),
+        "{stderr}"
+    );
+}

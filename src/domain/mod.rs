@@ -13,10 +13,12 @@ pub mod input;
 pub mod mapped;
 pub mod policy;
 pub mod rules;
+pub mod scim;
 pub mod sessions;
 
 pub use denial::{Denial, LinkRefusal};
 pub use ids::{IdentityId, InvalidProviderId, ProviderId, Subject, SubjectTag, TenantId};
 pub use mapped::{MappedIdentity, VerifiedAddress};
 pub use rules::{JitSettings, Rules, TenantBinding};
+pub use scim::{OnDelete, ScimGroup, ScimInput, ScimSubject};
 pub use sessions::SessionSettings;

@@ -17,6 +17,19 @@
 //!    role, the tenant: [`crate::domain::sessions`]), revokes the identity's Kratos sessions
 //!    first, in the same run ([`Outcome::sessions_revoked`]).
 //!
+//! A SCIM provisioning is a login too ([`Login::scim`], [`EntryPoint::Scim`]): its input is the
+//! SCIM input ([`ScimInput`]) and its mapper the provider's SCIM mapper; the subject of its OIDC
+//! credential is the SCIM attribute `[scim] subject` names, so the user's first SSO login finds
+//! the identity SCIM created, and an identity an earlier SSO login created is adopted (found by
+//! that credential). It goes through the same mapper contract, policy, decision and single write,
+//! with two differences, both because the IdP's SCIM push is an explicit instruction of the
+//! provider's administrator, configured by `[scim] enabled`: it creates and updates identities whatever
+//! `[jit] create` and `[jit] update` say (linking to an identity found by e-mail still follows
+//! `jit.link_by_verified_email`); and a `PUT`/`PATCH /Users/{id}` names the identity by id
+//! ([`Current::ById`]), which is found only when it holds this provider's credential for the
+//! same subject — another provider's identity is [`Action::NotFound`], never read or written.
+//! `active` (the identity's `state`) and the HTTP answer are the SCIM service's business.
+//!
 //! The result is an [`Outcome`] that keeps the [`Denial`] as a type; each protocol turns it into
 //! its own answer in one place. The login is logged here, once, with the entry point, the
 //! provider, the subject's tag, the action, the identity id and the denial's code — never a
@@ -45,6 +58,8 @@
 //! gateway failure.
 
 mod run;
+#[cfg(test)]
+mod scim_tests;
 
 use std::fmt;
 use std::sync::Arc;
@@ -55,9 +70,10 @@ use tokio::time::Instant;
 
 use crate::domain::mapped::MappedIdentity;
 use crate::domain::policy;
-use crate::domain::{Denial, IdentityId, Subject};
+use crate::domain::scim::ScimSubjectError;
+use crate::domain::{Denial, IdentityId, ScimInput, Subject};
 use crate::kratos::{KratosAdmin, KratosError, NewIdentity, PatchOp};
-use crate::mapper::{Claims, MapperEngine, MapperError};
+use crate::mapper::{Claims, MapperEngine, MapperError, MapperKind};
 use crate::provider::{Provider, Providers};
 use crate::schema::IdentitySchemas;
 
@@ -74,6 +90,9 @@ pub enum EntryPoint {
     Check,
     /// The claims hop's callback (`GET /hop/<provider>/callback`), before Kratos gets a code.
     Hop,
+    /// A SCIM provisioning (`POST`/`PUT`/`PATCH /scim/v2/<provider>/Users…`, or a group change
+    /// that re-maps its members).
+    Scim,
 }
 
 impl EntryPoint {
@@ -84,6 +103,7 @@ impl EntryPoint {
             EntryPoint::LoginHook => "login_hook",
             EntryPoint::Check => "check",
             EntryPoint::Hop => "hop",
+            EntryPoint::Scim => "scim",
         }
     }
 }
@@ -110,6 +130,12 @@ pub enum Current {
     /// holds the credential yet, and Kratos itself persists what the use case decides. Only a
     /// link to an existing identity is written here.
     Registering,
+    /// The identity with this id (SCIM `PUT`/`PATCH /Users/{id}`: the SCIM id is the Kratos
+    /// identity id). Found only when it holds this login's OIDC credential
+    /// `<provider>:<subject>`; otherwise the outcome is [`Action::NotFound`] (no such identity,
+    /// or one this provider does not own) or [`Action::SubjectChanged`], and nothing is written.
+    /// Never creates.
+    ById(IdentityId),
 }
 
 /// One login, as an entry point describes it.
@@ -126,6 +152,34 @@ pub struct Login<'a> {
     pub cleanup: Vec<PatchOp>,
 }
 
+impl<'a> Login<'a> {
+    /// A SCIM provisioning of `input` for `provider` ([`EntryPoint::Scim`]): the subject is the
+    /// attribute `[scim] subject` names. `current` is [`Current::ByCredential`] for a `POST
+    /// /Users` (or a re-mapping by credential) and [`Current::ById`] for `PUT`/`PATCH
+    /// /Users/{id}`. The caller checks that the provider has SCIM enabled.
+    pub fn scim(
+        provider: &'a Provider,
+        input: &'a ScimInput,
+        current: Current,
+        kratos_budget: Duration,
+    ) -> Result<Login<'a>, ScimSubjectError> {
+        Ok(Login {
+            entry: EntryPoint::Scim,
+            provider,
+            subject: input.subject(provider.settings.scim.subject)?,
+            claims: Claims::Scim(input),
+            current,
+            kratos_budget,
+            cleanup: vec![],
+        })
+    }
+
+    /// Whether this login maps a SCIM input (with the SCIM mapper), wherever it came from.
+    pub fn is_provisioning(&self) -> bool {
+        self.claims.kind() == MapperKind::Scim
+    }
+}
+
 /// What a login did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -136,6 +190,13 @@ pub enum Action {
     Linked,
     Unchanged,
     Denied,
+    /// [`Current::ById`] named no identity of this provider: none with that id, or one without
+    /// this provider's OIDC credential. Nothing was read of it and nothing written (SCIM: 404).
+    NotFound,
+    /// [`Current::ById`] named an identity of this provider whose OIDC credential holds another
+    /// subject: the `[scim] subject` attribute's value changed. Nothing was written (SCIM: 400
+    /// `mutability`); the Kratos port cannot replace a credential's subject.
+    SubjectChanged,
 }
 
 impl Action {
@@ -146,6 +207,8 @@ impl Action {
             Action::Linked => "linked",
             Action::Unchanged => "unchanged",
             Action::Denied => "denied",
+            Action::NotFound => "not_found",
+            Action::SubjectChanged => "subject_changed",
         }
     }
 }
@@ -172,6 +235,20 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// Nothing was done, for a reason that is not a refusal of the mapped identity.
+    pub(crate) fn nothing(action: Action) -> Self {
+        Outcome {
+            action,
+            identity_id: None,
+            changed: vec![],
+            denial: None,
+            to_create: None,
+            output: None,
+            mapped: None,
+            sessions_revoked: false,
+        }
+    }
+
     pub(crate) fn denied(denial: Denial, output: Option<Value>) -> Self {
         Outcome {
             action: Action::Denied,

@@ -12,7 +12,7 @@ use crate::domain::decision::{self, Decision, Found, Provenance};
 use crate::domain::mapped::{InvalidOutput, MappedIdentity, identity_ext_var};
 use crate::domain::policy::{self, EMAIL_TRAIT};
 use crate::domain::sessions;
-use crate::domain::{Denial, IdentityId};
+use crate::domain::{Denial, IdentityId, Rules};
 use crate::kratos::{Identity, KratosAdmin, KratosError, NewIdentity, OidcCredential, PatchOp};
 use crate::mapper::MapperError;
 
@@ -68,6 +68,50 @@ impl<K: KratosAdmin> Run<'_, '_, K> {
         self.holder_of(&self.credential().identifier()).await
     }
 
+    /// The identity `id`, when it is this login's: it holds the OIDC credential
+    /// `<provider>:<subject>`. `Err` carries what to answer otherwise.
+    async fn by_id(&self, id: &IdentityId) -> Result<Result<Identity, Action>, KratosError> {
+        let identity = match self.kratos(self.logins.kratos.get(id)).await {
+            Ok(identity) => identity,
+            Err(KratosError::NotFound { .. }) => return Ok(Err(Action::NotFound)),
+            Err(e) => return Err(e),
+        };
+        let wanted = self.credential().identifier();
+        let prefix = format!("{}:", self.login.provider.id);
+        let oidc = identity
+            .credential_identifiers
+            .get("oidc")
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        if oidc.iter().any(|held| held == &wanted) {
+            Ok(Ok(identity))
+        } else if oidc.iter().any(|held| held.starts_with(&prefix)) {
+            Ok(Err(Action::SubjectChanged))
+        } else {
+            // Another provider's identity, or one no IdP owns: as if it did not exist.
+            Ok(Err(Action::NotFound))
+        }
+    }
+
+    /// What Kratos holds for this login again, after it changed under a write.
+    async fn refind(&self) -> Result<Result<Option<Identity>, Action>, KratosError> {
+        match &self.login.current {
+            Current::ById(id) => Ok(self.by_id(id).await?.map(Some)),
+            _ => Ok(Ok(self.by_credential().await?)),
+        }
+    }
+
+    /// The provider's rules for this login. A SCIM provisioning is the provider's own explicit
+    /// instruction (`[scim] enabled`): it creates and updates whatever `[jit]` says.
+    fn rules(&self) -> Rules<'_> {
+        let mut rules = self.login.provider.rules();
+        if self.login.is_provisioning() {
+            rules.jit.create = true;
+            rules.jit.update = true;
+        }
+        rules
+    }
+
     /// The identity holding the mapped e-mail as a credential identifier, if any. Kratos keeps
     /// password and code identifiers trimmed and lower-cased (`NormalizeIdentifier`).
     async fn email_holder(&self, mapped: &MappedIdentity) -> Result<Option<Identity>, KratosError> {
@@ -95,7 +139,8 @@ impl<K: KratosAdmin> Run<'_, '_, K> {
             Err(
                 e @ (MapperError::EngineStopped
                 | MapperError::WorkerCrashed(_)
-                | MapperError::UnknownProvider(_)),
+                | MapperError::UnknownProvider(_)
+                | MapperError::NoScimMapper(_)),
             ) => return Err(LoginError::Engine(e)),
             Err(MapperError::Denied { message, .. }) => {
                 return Ok(Mapped::Refused(Denial::MapperRefused { message }, None));
@@ -119,7 +164,7 @@ impl<K: KratosAdmin> Run<'_, '_, K> {
             }
         };
         Ok(
-            match policy::admit(&provider.rules(), &mapped, &self.logins.schemas) {
+            match policy::admit(&self.rules(), &mapped, &self.logins.schemas) {
                 Ok(_) => Mapped::Admitted(mapped, output),
                 Err(denial) => Mapped::Refused(denial, Some(output)),
             },
@@ -131,7 +176,12 @@ impl<K: KratosAdmin> Run<'_, '_, K> {
             provider: self.login.provider.id.clone(),
             subject: self.login.subject.clone(),
             synced_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
-            mapper_sha256: self.login.provider.mapper.sha256.clone(),
+            mapper_sha256: self
+                .login
+                .provider
+                .mapper_of(self.login.claims.kind())
+                .map(|m| m.sha256.clone())
+                .unwrap_or_default(),
         }
     }
 
@@ -140,6 +190,10 @@ impl<K: KratosAdmin> Run<'_, '_, K> {
     async fn current(&self) -> Result<Result<Option<Identity>, Outcome>, LoginError> {
         match &self.login.current {
             Current::ByCredential => Ok(Ok(self.by_credential().await?)),
+            Current::ById(id) => Ok(match self.by_id(id).await? {
+                Ok(identity) => Ok(Some(identity)),
+                Err(action) => Err(Outcome::nothing(action)),
+            }),
             Current::Registering => Ok(Ok(None)),
             Current::Session { view } => match self.by_credential().await {
                 Ok(existing) => Ok(Ok(existing)),
@@ -177,7 +231,8 @@ impl<K: KratosAdmin> Run<'_, '_, K> {
                 }
             }
             let (_, mapped, output) = mapping.as_ref().expect("mapped above");
-            if existing.is_none() && holder.is_none() && self.login.provider.settings.jit.create {
+            let rules = self.rules();
+            if existing.is_none() && holder.is_none() && rules.jit.create {
                 holder = self.email_holder(mapped).await?;
             }
             let found = match (&existing, &holder) {
@@ -185,12 +240,7 @@ impl<K: KratosAdmin> Run<'_, '_, K> {
                 (None, Some(holder)) => Found::EmailHolder(holder),
                 (None, None) => Found::Nothing,
             };
-            let decision = decision::decide(
-                &self.login.provider.rules(),
-                mapped,
-                found,
-                &self.provenance(),
-            );
+            let decision = decision::decide(&rules, mapped, found, &self.provenance());
             let done = |action, identity_id, changed| Outcome {
                 action,
                 identity_id,
@@ -219,7 +269,10 @@ impl<K: KratosAdmin> Run<'_, '_, K> {
                 }
                 Step::Denied(denial) => return Ok(refused(denial)),
                 Step::Gone => {
-                    existing = self.by_credential().await?;
+                    existing = match self.refind().await? {
+                        Ok(existing) => existing,
+                        Err(action) => return Ok(Outcome::nothing(action)),
+                    };
                     holder = None;
                 }
                 Step::CreateConflict => {

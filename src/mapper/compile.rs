@@ -12,6 +12,7 @@ use jrsonnet_evaluator::{PreparedSnippet, State, trace::PathResolver};
 use sha2::{Digest, Sha256};
 
 use super::error::{Location, MapperError};
+use super::input::MapperKind;
 use super::nesting;
 use crate::provider::LineIndex;
 
@@ -20,6 +21,8 @@ use crate::provider::LineIndex;
 pub struct MapperSource {
     /// The provider the mapper belongs to.
     pub provider: String,
+    /// Which of the provider's mappers this is: each provider has at most one of each kind.
+    pub kind: MapperKind,
     /// Where it was read from; used in every diagnostic.
     pub path: PathBuf,
     pub code: String,
@@ -28,7 +31,26 @@ pub struct MapperSource {
 }
 
 impl MapperSource {
+    /// A claims mapper (`mapper.jsonnet`).
     pub fn new(
+        provider: impl Into<String>,
+        path: impl Into<PathBuf>,
+        code: impl Into<String>,
+    ) -> Self {
+        Self::of_kind(MapperKind::Claims, provider, path, code)
+    }
+
+    /// A SCIM mapper (`scim.jsonnet`).
+    pub fn scim(
+        provider: impl Into<String>,
+        path: impl Into<PathBuf>,
+        code: impl Into<String>,
+    ) -> Self {
+        Self::of_kind(MapperKind::Scim, provider, path, code)
+    }
+
+    pub fn of_kind(
+        kind: MapperKind,
         provider: impl Into<String>,
         path: impl Into<PathBuf>,
         code: impl Into<String>,
@@ -37,6 +59,7 @@ impl MapperSource {
         let sha256 = hex::encode(Sha256::digest(code.as_bytes()));
         MapperSource {
             provider: provider.into(),
+            kind,
             path: path.into(),
             code,
             sha256,

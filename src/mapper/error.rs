@@ -74,6 +74,9 @@ pub enum MapperError {
     WorkerCrashed(String),
     #[error("no mapper is loaded for provider `{0}`")]
     UnknownProvider(String),
+    /// A SCIM input for a provider without `scim.jsonnet`.
+    #[error("provider `{0}` has no SCIM mapper (scim.jsonnet)")]
+    NoScimMapper(String),
     #[error("the mapper engine is not running")]
     EngineStopped,
 }

@@ -2,7 +2,10 @@
 //!
 //! [`Evaluator::evaluate`] binds the `claims` and `identity` ext vars, runs one mapper inside the
 //! [`guard`]'s armed region, unbinds them again and turns every jrsonnet failure
-//! into a [`MapperError`] ([`classify`]). The evaluator is `!Send`: it lives on the thread or in
+//! into a [`MapperError`] ([`classify`]). A SCIM mapper ([`MapperKind::Scim`],
+//! [`Evaluator::evaluate_kind`]) gets `scim` instead of `claims`: the other kind's ext var is
+//! not defined at all, and a mapper that asks for it fails with an error that says which ext
+//! vars its kind is given. The evaluator is `!Send`: it lives on the thread or in
 //! the worker process that made it. Its owner calls
 //! [`Evaluator::collect_garbage_now_and_then`] after each answer, because jrsonnet never frees
 //! reference cycles on its own.
@@ -17,6 +20,7 @@ use serde_json::Value;
 
 use super::compile::{MapperSource, error_location, new_state, prepare};
 use super::error::MapperError;
+use super::input::MapperKind;
 use super::{convert, guard};
 
 /// Limits applied to every evaluation.
@@ -46,6 +50,7 @@ impl Default for Limits {
 struct Compiled {
     snippet: PreparedSnippet,
     path: PathBuf,
+    kind: MapperKind,
 }
 
 /// One thread's evaluator: a jrsonnet state with every mapper compiled. `!Send` by design.
@@ -54,7 +59,8 @@ pub struct Evaluator {
     since_collection: std::cell::Cell<u32>,
     state: State,
     std_ctx: jrsonnet_stdlib::ContextInitializer,
-    mappers: HashMap<String, Compiled>,
+    /// By provider and kind.
+    mappers: HashMap<(String, MapperKind), Compiled>,
     limits: Limits,
 }
 
@@ -67,10 +73,11 @@ impl Evaluator {
             match prepare(&state, source) {
                 Ok(snippet) => {
                     mappers.insert(
-                        source.provider.clone(),
+                        (source.provider.clone(), source.kind),
                         Compiled {
                             snippet,
                             path: source.path.clone(),
+                            kind: source.kind,
                         },
                     );
                 }
@@ -90,30 +97,53 @@ impl Evaluator {
         }
     }
 
-    /// Runs `provider`'s mapper over `claims` and `identity`; returns the raw output value.
+    /// Runs `provider`'s claims mapper over `claims` and `identity`; returns the raw output value.
     pub fn evaluate(
         &self,
         provider: &str,
         claims: &Value,
         identity: &Value,
     ) -> Result<Value, MapperError> {
-        self.evaluate_val(provider, convert::to_val(claims), convert::to_val(identity))
+        self.evaluate_kind(provider, MapperKind::Claims, claims, identity)
     }
 
-    /// [`Self::evaluate`] over values already in Jsonnet form (the worker parses its requests
-    /// straight into them).
+    /// Runs `provider`'s mapper of `kind` over `input` (bound as `claims` or `scim`) and
+    /// `identity`.
+    pub fn evaluate_kind(
+        &self,
+        provider: &str,
+        kind: MapperKind,
+        input: &Value,
+        identity: &Value,
+    ) -> Result<Value, MapperError> {
+        self.evaluate_val(
+            provider,
+            kind,
+            convert::to_val(input),
+            convert::to_val(identity),
+        )
+    }
+
+    /// [`Self::evaluate_kind`] over values already in Jsonnet form (the worker parses its
+    /// requests straight into them).
     pub fn evaluate_val(
         &self,
         provider: &str,
-        claims: Val,
+        kind: MapperKind,
+        input: Val,
         identity: Val,
     ) -> Result<Value, MapperError> {
-        let compiled = self
-            .mappers
-            .get(provider)
-            .ok_or_else(|| MapperError::UnknownProvider(provider.to_owned()))?;
-        // Ext vars live in settings shared by every evaluation of this state: always rebind both.
-        self.std_ctx.add_ext_var("claims".into(), claims);
+        let compiled =
+            self.mappers
+                .get(&(provider.to_owned(), kind))
+                .ok_or_else(|| match kind {
+                    MapperKind::Claims => MapperError::UnknownProvider(provider.to_owned()),
+                    MapperKind::Scim => MapperError::NoScimMapper(provider.to_owned()),
+                })?;
+        // Ext vars live in settings shared by every evaluation of this state: always rebind
+        // them, and leave the other kind's input undefined.
+        self.unbind_inputs();
+        self.std_ctx.add_ext_var(kind.ext_var().into(), input);
         self.std_ctx.add_ext_var("identity".into(), identity);
         let limits = self.limits;
 
@@ -126,7 +156,7 @@ impl Evaluator {
         let tripped = guard::disarm(limits.max_stack);
 
         // Drop the request's data from the shared settings before anything else runs.
-        self.std_ctx.add_ext_var("claims".into(), Val::Null);
+        self.unbind_inputs();
         self.std_ctx.add_ext_var("identity".into(), Val::Null);
 
         match (result, tripped) {
@@ -146,10 +176,18 @@ impl Evaluator {
             )),
             (Err(convert::ConvertError::Eval(e, path)), None) => Err(classify(
                 &e,
-                &compiled.path,
+                compiled,
                 limits,
                 convert::ConvertError::field_path(&path),
             )),
+        }
+    }
+
+    /// Removes both kinds' input ext vars.
+    fn unbind_inputs(&self) {
+        let mut settings = self.std_ctx.settings_mut();
+        for kind in [MapperKind::Claims, MapperKind::Scim] {
+            settings.ext_vars.remove(&kind.ext_var().into());
         }
     }
 }
@@ -193,13 +231,19 @@ impl Evaluator {
 
 fn classify(
     e: &jrsonnet_evaluator::Error,
-    path: &Path,
+    compiled: &Compiled,
     limits: Limits,
     output_field: Option<String>,
 ) -> MapperError {
+    let path: &Path = &compiled.path;
     let location = error_location(e, path);
     match e.error() {
         _ if convert::is_stack_overflow(e) => MapperError::StackOverflow(limits.max_stack),
+        ErrorKind::UndefinedExternalVariable(name) => MapperError::Runtime {
+            message: undefined_ext_var(name, compiled.kind),
+            location,
+            output_field,
+        },
         ErrorKind::RuntimeError(message) => MapperError::Denied {
             message: message.to_string(),
             location,
@@ -214,5 +258,18 @@ fn classify(
             location,
             output_field,
         },
+    }
+}
+
+/// What a mapper that asks for an ext var its kind is not given is told.
+fn undefined_ext_var(name: &str, kind: MapperKind) -> String {
+    match kind {
+        MapperKind::Scim if name == MapperKind::Claims.ext_var() => "std.extVar('claims') is not given to a SCIM mapper (scim.jsonnet): it reads std.extVar('scim'), the SCIM user with its groups, and std.extVar('identity')".to_owned(),
+        MapperKind::Claims if name == MapperKind::Scim.ext_var() => "std.extVar('scim') is given only to a provider's SCIM mapper (scim.jsonnet): a claims mapper reads std.extVar('claims') and std.extVar('identity')".to_owned(),
+        _ => format!(
+            "std.extVar('{name}') is not defined: a {} mapper is given std.extVar('{}') and std.extVar('identity')",
+            kind.as_str(),
+            kind.ext_var()
+        ),
     }
 }

@@ -9,6 +9,12 @@
 //! - the output is `{identity: {traits, metadata_public?, metadata_admin?, verified_addresses?}}`;
 //! - `error "..."` is a denial carrying that message.
 //!
+//! A provider may also have a SCIM mapper (`scim.jsonnet`, [`MapperKind::Scim`]) with the same
+//! output contract, given `std.extVar('scim')` (the SCIM user with its groups:
+//! [`crate::domain::ScimInput`]) and `std.extVar('identity')`, and never `claims`; a claims
+//! mapper is never given `scim`. The input a caller passes ([`Claims`]) decides which mapper runs;
+//! both kinds share the pool, the limits and the worker processes.
+//!
 //! Limits are at least as tight as Kratos's: no imports, 256 KiB of output, a bounded stack,
 //! one second of evaluation, plus an allocation budget ([`guard`]). A runaway mapper ends in a
 //! [`MapperError`] on its own thread; the process and the other evaluator threads carry on.
@@ -51,7 +57,7 @@ pub use compile::{MapperSource, compile};
 pub use engine::{Isolation, MapperEngine};
 pub use error::{Location, MapperError};
 pub use evaluator::{Evaluator, Limits};
-pub use input::Claims;
+pub use input::{Claims, MapperKind};
 pub use process::WorkerProgram;
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Claims, Evaluator, Limits, MapperError, MapperSource};
+use super::{Claims, Evaluator, Limits, MapperError, MapperKind, MapperSource};
 
 /// The hidden subcommand that turns the executable into a worker.
 pub const WORKER_SUBCOMMAND: &str = "mapper-worker";
@@ -70,13 +70,17 @@ struct WireLimits {
 #[derive(Serialize, Deserialize)]
 struct WireSource {
     provider: String,
+    kind: MapperKind,
     path: PathBuf,
     code: String,
 }
 
+/// One evaluation: `kind` says which of the provider's mappers runs, and which ext var
+/// (`claims` or `scim`) `claims` is bound to.
 #[derive(Serialize)]
 struct Request<'a> {
     provider: &'a str,
+    kind: MapperKind,
     claims: Claims<'a>,
     identity: &'a Value,
 }
@@ -85,6 +89,7 @@ struct Request<'a> {
 #[derive(Deserialize)]
 struct OwnedRequest {
     provider: String,
+    kind: MapperKind,
     claims: jrsonnet_evaluator::Val,
     identity: jrsonnet_evaluator::Val,
 }
@@ -166,6 +171,7 @@ impl Worker {
                 .iter()
                 .map(|s| WireSource {
                     provider: s.provider.clone(),
+                    kind: s.kind,
                     path: s.path.clone(),
                     code: s.code.clone(),
                 })
@@ -362,6 +368,7 @@ fn request_line(
 ) -> Result<Vec<u8>, MapperError> {
     encode(&Request {
         provider,
+        kind: claims.kind(),
         claims,
         identity,
     })
@@ -491,7 +498,7 @@ pub fn worker_main() -> ExitCode {
     let sources: Vec<MapperSource> = setup
         .sources
         .into_iter()
-        .map(|s| MapperSource::new(s.provider, s.path, s.code))
+        .map(|s| MapperSource::of_kind(s.kind, s.provider, s.path, s.code))
         .collect();
     let reply = |out: &mut std::io::StdoutLock<'_>, response: Response, collecting: bool| -> bool {
         let Ok(mut bytes) = serde_json::to_vec(&Reply {
@@ -526,7 +533,12 @@ pub fn worker_main() -> ExitCode {
         }
         let response = match serde_json::from_str::<OwnedRequest>(&line) {
             Ok(request) => {
-                match evaluator.evaluate_val(&request.provider, request.claims, request.identity) {
+                match evaluator.evaluate_val(
+                    &request.provider,
+                    request.kind,
+                    request.claims,
+                    request.identity,
+                ) {
                     Ok(value) => Response::Ok(value),
                     Err(e) => Response::Err(e),
                 }

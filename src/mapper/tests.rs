@@ -285,3 +285,148 @@ async fn threads_read_claims_given_as_json_text() {
         .unwrap();
     assert_eq!(out["identity"]["traits"]["email"], "a@b");
 }
+
+const SCIM: &str = r#"
+local scim = std.extVar('scim');
+local identity = std.extVar('identity');
+{ identity: { traits: {
+  email: scim.userName,
+  groups: [g.displayName for g in scim.groups],
+  previous: std.get(identity.traits, 'role', 'none'),
+} } }
+"#;
+
+fn scim_input() -> crate::domain::ScimInput {
+    crate::domain::ScimInput::from_value(json!({
+        "userName": "ada@acme.example",
+        "groups": [{"value": "g1", "displayName": "Acme-Admins"}],
+    }))
+    .unwrap()
+}
+
+/// A provider with both kinds of mapper, the SCIM one reading `scim`.
+fn both_kinds() -> Vec<MapperSource> {
+    vec![
+        source("p", PASSTHROUGH),
+        MapperSource::scim("p", "mappers/p/scim.jsonnet", SCIM),
+    ]
+}
+
+#[test]
+fn a_scim_mapper_is_given_the_scim_input_and_the_identity() {
+    let ev = Evaluator::new(&both_kinds(), Limits::default()).unwrap();
+
+    let out = ev
+        .evaluate_kind(
+            "p",
+            MapperKind::Scim,
+            scim_input().as_value(),
+            &json!({"traits": {"role": "admin"}}),
+        )
+        .unwrap();
+
+    assert_eq!(
+        out,
+        json!({"identity": {"traits": {"email": "ada@acme.example", "groups": ["Acme-Admins"], "previous": "admin"}}})
+    );
+    // The claims mapper of the same provider still runs on claims.
+    let claims = ev
+        .evaluate("p", &json!({"email": "c@d.example"}), &empty_identity())
+        .unwrap();
+    assert_eq!(claims["identity"]["traits"]["email"], "c@d.example");
+}
+
+#[test]
+fn a_scim_mapper_asking_for_claims_fails_naming_the_ext_vars_it_is_given() {
+    let reads_claims = "{ identity: { traits: { email: std.extVar('claims').email } } }";
+    let ev = Evaluator::new(
+        &[
+            source("p", PASSTHROUGH),
+            MapperSource::scim("p", "mappers/p/scim.jsonnet", reads_claims),
+        ],
+        Limits::default(),
+    )
+    .unwrap();
+    // A claims evaluation first, so that a `claims` left bound from it would show.
+    ev.evaluate("p", &json!({"email": "c@d.example"}), &empty_identity())
+        .unwrap();
+
+    let error = ev
+        .evaluate_kind(
+            "p",
+            MapperKind::Scim,
+            scim_input().as_value(),
+            &empty_identity(),
+        )
+        .unwrap_err();
+
+    let text = error.to_string();
+    assert!(
+        text.contains("std.extVar('claims') is not given to a SCIM mapper"),
+        "{text}"
+    );
+    assert!(text.contains("scim.jsonnet:1:"), "{text}");
+}
+
+#[test]
+fn a_claims_mapper_never_sees_the_scim_input() {
+    let reads_scim = "{ identity: { traits: { email: std.extVar('scim').userName } } }";
+    let ev = Evaluator::new(
+        &[
+            source("p", reads_scim),
+            MapperSource::scim("p", "mappers/p/scim.jsonnet", SCIM),
+        ],
+        Limits::default(),
+    )
+    .unwrap();
+    ev.evaluate_kind(
+        "p",
+        MapperKind::Scim,
+        scim_input().as_value(),
+        &empty_identity(),
+    )
+    .unwrap();
+
+    let error = ev
+        .evaluate("p", &json!({"email": "c@d.example"}), &empty_identity())
+        .unwrap_err();
+
+    assert!(
+        error
+            .to_string()
+            .contains("std.extVar('scim') is given only to a provider's SCIM mapper"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_scim_input_for_a_provider_without_a_scim_mapper_is_an_engine_error() {
+    let ev = evaluator(PASSTHROUGH);
+
+    let error = ev
+        .evaluate_kind(
+            "p",
+            MapperKind::Scim,
+            scim_input().as_value(),
+            &empty_identity(),
+        )
+        .unwrap_err();
+
+    assert_eq!(error, MapperError::NoScimMapper("p".into()));
+}
+
+/// Worker processes carry the kind in their protocol; `check` runs the sample SCIM fixtures
+/// through them (tests/cli.rs).
+#[tokio::test]
+async fn the_engine_runs_a_scim_mapper_for_a_scim_input() {
+    let engine =
+        MapperEngine::start(both_kinds(), Limits::default(), 1, Isolation::Threads).unwrap();
+    let input = scim_input();
+
+    let out = engine
+        .evaluate("p", (&input).into(), &empty_identity())
+        .await
+        .unwrap();
+
+    assert_eq!(out["identity"]["traits"]["groups"], json!(["Acme-Admins"]));
+}

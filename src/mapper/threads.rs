@@ -16,7 +16,7 @@ use super::convert;
 use super::engine::Job;
 use super::error::MapperError;
 use super::evaluator::{Evaluator, Limits};
-use super::input::OwnedClaims;
+use super::input::{MapperKind, OwnedClaims};
 
 /// The evaluator threads of [`Isolation::Threads`](super::Isolation::Threads) and their queue.
 pub(super) struct Shared {
@@ -84,10 +84,19 @@ fn thread_worker(shared: &Shared) {
             match &evaluator {
                 Ok(ev) => match &job.claims {
                     OwnedClaims::Json(claims) => ev.evaluate(&job.provider, claims, &job.identity),
+                    OwnedClaims::Scim(input) => ev.evaluate_kind(
+                        &job.provider,
+                        MapperKind::Scim,
+                        input.as_value(),
+                        &job.identity,
+                    ),
                     OwnedClaims::Raw(raw) => match serde_json::from_str::<Val>(raw.get()) {
-                        Ok(claims) => {
-                            ev.evaluate_val(&job.provider, claims, convert::to_val(&job.identity))
-                        }
+                        Ok(claims) => ev.evaluate_val(
+                            &job.provider,
+                            MapperKind::Claims,
+                            claims,
+                            convert::to_val(&job.identity),
+                        ),
                         Err(e) => Err(MapperError::InvalidOutput(format!(
                             "the claims are not readable JSON: {e}"
                         ))),

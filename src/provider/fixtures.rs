@@ -1,6 +1,9 @@
-//! A provider's golden fixtures (`tests/<case>.claims.json`, `<case>.expect.json`, optional
+//! A provider's golden fixtures (`tests/<case>.claims.json` for the claims mapper or
+//! `tests/<case>.scim.json` for the SCIM mapper, `<case>.expect.json`, optional
 //! `<case>.identity.json`): paired, parsed and shape-checked at load, so that running them can
-//! only fail because the mapper's behaviour differs.
+//! only fail because the mapper's behaviour differs. A `.scim.json` is the value of
+//! `std.extVar('scim')`: the SCIM User resource with its `groups` memberships
+//! ([`crate::domain::ScimInput`]); everything else works as for claims fixtures.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -12,15 +15,20 @@ use serde_json::error::Category;
 use serde_json::{Map, Value};
 
 use super::diagnostic::{LineIndex, LoadError, LoadWarning, closest, did_you_mean};
-use crate::mapper::MappedIdentity;
+use crate::domain::ScimInput;
+use crate::mapper::{MappedIdentity, MapperKind};
 
 /// One golden test of a mapper.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fixture {
     /// The case name, `<case>` in the file names.
     pub name: String,
+    /// Which mapper the fixture runs: `.claims.json` or `.scim.json`.
+    pub kind: MapperKind,
+    /// The `.claims.json` or `.scim.json` file.
     pub claims_path: PathBuf,
-    /// The claims object Kratos passes to the mapper.
+    /// The mapper's input: the claims object Kratos passes to a claims mapper, or the SCIM
+    /// input (already checked to be one) for a SCIM mapper.
     pub claims: Value,
     /// The current identity (`{traits, metadata_public, metadata_admin}`) for a returning user;
     /// `None` for a first sign-in.
@@ -39,9 +47,10 @@ pub enum Expectation {
 }
 
 const CLAIMS: &str = ".claims.json";
+const SCIM: &str = ".scim.json";
 const EXPECT: &str = ".expect.json";
 const IDENTITY: &str = ".identity.json";
-const UNNAMED: &str = "the fixture has no case name: name it <case>.claims.json, <case>.expect.json or <case>.identity.json";
+const UNNAMED: &str = "the fixture has no case name: name it <case>.claims.json, <case>.scim.json, <case>.expect.json or <case>.identity.json";
 const EMPTY_EXPECT: &str = "the expect file is empty: write {\"identity\": {...}} for the expected mapper output or {\"denied\": \"...\"} for an expected refusal";
 const IDENTITY_KEYS: &[&str] = &["traits", "metadata_public", "metadata_admin"];
 
@@ -49,6 +58,7 @@ const IDENTITY_KEYS: &[&str] = &["traits", "metadata_public", "metadata_admin"];
 #[derive(Default)]
 struct Case {
     claims: Option<PathBuf>,
+    scim: Option<PathBuf>,
     expect: Option<PathBuf>,
     identity: Option<PathBuf>,
 }
@@ -104,7 +114,7 @@ pub(super) fn load(dir: &Path) -> Loaded {
             ));
             continue;
         }
-        let kind = [CLAIMS, EXPECT, IDENTITY]
+        let kind = [CLAIMS, SCIM, EXPECT, IDENTITY]
             .into_iter()
             .find_map(|suffix| Some((name.strip_suffix(suffix)?, suffix)));
         match kind {
@@ -113,6 +123,7 @@ pub(super) fn load(dir: &Path) -> Loaded {
                 let case = cases.entry(case.to_owned()).or_default();
                 let slot = match suffix {
                     CLAIMS => &mut case.claims,
+                    SCIM => &mut case.scim,
                     EXPECT => &mut case.expect,
                     _ => &mut case.identity,
                 };
@@ -132,21 +143,41 @@ pub(super) fn load(dir: &Path) -> Loaded {
 fn stray_file_message(name: &str) -> String {
     let mut parts = name.rsplitn(3, '.');
     let hint = match (parts.next(), parts.next(), parts.next()) {
-        (Some("json"), Some(kind), Some(case)) => closest(kind, &["claims", "expect", "identity"])
-            .map(|kind| format!(" (did you mean {case}.{kind}.json?)"))
-            .unwrap_or_default(),
+        (Some("json"), Some(kind), Some(case)) => {
+            closest(kind, &["claims", "scim", "expect", "identity"])
+                .map(|kind| format!(" (did you mean {case}.{kind}.json?)"))
+                .unwrap_or_default()
+        }
         _ => String::new(),
     };
     format!(
-        "is not a fixture and is ignored{hint}; fixtures are <case>.claims.json, <case>.expect.json and <case>.identity.json"
+        "is not a fixture and is ignored{hint}; fixtures are <case>.claims.json (or <case>.scim.json), <case>.expect.json and <case>.identity.json"
     )
 }
 
-fn load_case(name: String, case: Case, loaded: &mut Loaded) {
+fn load_case(name: String, mut case: Case, loaded: &mut Loaded) {
+    let kind = match (&case.claims, case.scim.take()) {
+        (Some(_), Some(scim_path)) => {
+            let message = format!(
+                "{name} has both {name}{CLAIMS} and {name}{SCIM}: a case runs one mapper, so name one of them differently"
+            );
+            loaded.errors.push(LoadError::file(&scim_path, message));
+            return;
+        }
+        (None, Some(scim_path)) => {
+            case.claims = Some(scim_path);
+            MapperKind::Scim
+        }
+        _ => MapperKind::Claims,
+    };
+    let parser = match kind {
+        MapperKind::Claims => parse_claims,
+        MapperKind::Scim => parse_scim,
+    };
     let claims = case
         .claims
         .as_deref()
-        .and_then(|path| parse(path, loaded, parse_claims));
+        .and_then(|path| parse(path, loaded, parser));
     let identity = case
         .identity
         .as_deref()
@@ -164,7 +195,7 @@ fn load_case(name: String, case: Case, loaded: &mut Loaded) {
         }
         (None, Some(expect_path)) => {
             let message = format!(
-                "has no {name}{CLAIMS}: add the claims the mapper receives, or remove this file"
+                "has no {name}{CLAIMS} (or {name}{SCIM}): add what the mapper receives, or remove this file"
             );
             loaded.errors.push(LoadError::file(expect_path, message));
         }
@@ -187,6 +218,7 @@ fn load_case(name: String, case: Case, loaded: &mut Loaded) {
         }
         loaded.fixtures.push(Fixture {
             name,
+            kind,
             claims_path,
             claims,
             identity,
@@ -231,6 +263,7 @@ fn parse<T>(
 /// Why a fixture file was refused.
 enum Invalid {
     Json(serde_json::Error),
+    /// The document is JSON of the wrong shape; the message says which shape.
     NotAnObject(&'static str),
 }
 
@@ -263,6 +296,19 @@ fn parse_claims(bytes: &[u8]) -> Result<Value, Invalid> {
         Err(Invalid::NotAnObject(
             "a claims fixture must be a JSON object: the claims Kratos passes to the mapper",
         ))
+    }
+}
+
+fn parse_scim(bytes: &[u8]) -> Result<Value, Invalid> {
+    let value: Value = serde_json::from_slice(bytes)?;
+    match ScimInput::from_value(value) {
+        Ok(input) => Ok(input.as_value().clone()),
+        Err(crate::domain::scim::InvalidScimInput::NotAnObject) => Err(Invalid::NotAnObject(
+            "a SCIM fixture must be a JSON object: the SCIM User resource the SCIM mapper receives, with its groups",
+        )),
+        Err(crate::domain::scim::InvalidScimInput::Groups) => Err(Invalid::NotAnObject(
+            "a SCIM fixture's `groups` must be a list of memberships, each an object with a string `value` (the group id), `displayName` and `externalId`",
+        )),
     }
 }
 

@@ -3,6 +3,8 @@
 //! A folder is named after the Kratos OIDC provider id it serves and holds:
 //!
 //! - `mapper.jsonnet`: the claims mapper, compiled here once so syntax errors surface at load;
+//! - `scim.jsonnet` (optional; required when `[scim] enabled = true`): the SCIM mapper
+//!   ([`crate::mapper::MapperKind::Scim`]), compiled the same way;
 //! - `provider.toml`: the settings ([`ProviderSettings`]), every key typed and checked;
 //! - `README.md` (optional), for people;
 //! - `tests/`: golden fixtures ([`Fixture`]), paired and parsed.
@@ -30,16 +32,23 @@ pub use diagnostic::{LoadError, LoadWarning};
 pub use fixtures::{Expectation, Fixture};
 pub use report::load_reporting;
 pub use settings::{ClientAuth, HopSettings, SecretSource, UpstreamSettings};
-pub use settings::{JitSettings, ProviderSettings, TenantBinding};
+pub use settings::{JitSettings, ProviderSettings, ScimSettings, TenantBinding};
 
-use crate::mapper::{self, MapperError, MapperSource};
+use crate::mapper::{self, MapperError, MapperKind, MapperSource};
 use diagnostic::closest;
 
 const MAPPER_FILE: &str = "mapper.jsonnet";
+const SCIM_MAPPER_FILE: &str = "scim.jsonnet";
 const SETTINGS_FILE: &str = "provider.toml";
 const README_FILE: &str = "README.md";
 const TESTS_DIR: &str = "tests";
-const FOLDER_ENTRIES: &[&str] = &[MAPPER_FILE, SETTINGS_FILE, README_FILE, TESTS_DIR];
+const FOLDER_ENTRIES: &[&str] = &[
+    MAPPER_FILE,
+    SCIM_MAPPER_FILE,
+    SETTINGS_FILE,
+    README_FILE,
+    TESTS_DIR,
+];
 const LOADER_STACK_BYTES: usize = 8 << 20;
 
 pub use crate::domain::ids::{InvalidProviderId, ProviderId};
@@ -63,8 +72,20 @@ pub struct Provider {
     pub dir: PathBuf,
     pub settings: ProviderSettings,
     pub mapper: MapperSource,
+    /// The SCIM mapper (`scim.jsonnet`), when the folder has one.
+    pub scim_mapper: Option<MapperSource>,
     /// Sorted by case name.
     pub fixtures: Vec<Fixture>,
+}
+
+impl Provider {
+    /// The provider's mapper of `kind`, if it has one.
+    pub fn mapper_of(&self, kind: MapperKind) -> Option<&MapperSource> {
+        match kind {
+            MapperKind::Claims => Some(&self.mapper),
+            MapperKind::Scim => self.scim_mapper.as_ref(),
+        }
+    }
 }
 
 /// Every provider of a `mappers/` tree, sorted by id.
@@ -121,9 +142,13 @@ impl Providers {
         self.providers.is_empty()
     }
 
-    /// Every provider's mapper, for the mapper engine.
+    /// Every provider's mappers (claims and SCIM), for the mapper engine.
     pub fn mapper_sources(&self) -> Vec<MapperSource> {
-        self.providers.iter().map(|p| p.mapper.clone()).collect()
+        self.providers
+            .iter()
+            .flat_map(|p| std::iter::once(&p.mapper).chain(&p.scim_mapper))
+            .cloned()
+            .collect()
     }
 }
 
@@ -290,6 +315,25 @@ fn load_folder(name: &str, dir: &Path) -> Loaded {
         None
     };
 
+    let scim_path = dir.join(SCIM_MAPPER_FILE);
+    let scim_mapper = if listing.has_scim_mapper {
+        read_text(&scim_path, &mut errors).and_then(|code| {
+            let source = MapperSource::scim(name, &scim_path, code);
+            mapper::compile(&source)
+                .map_err(|e| errors.push(mapper_error(&scim_path, e)))
+                .ok()
+                .map(|()| source)
+        })
+    } else {
+        if settings.as_ref().is_some_and(|s| s.settings.scim.enabled) {
+            let message = format!(
+                "{SCIM_MAPPER_FILE} is missing: [scim] enabled = true in {SETTINGS_FILE} needs the SCIM mapper, which maps std.extVar('scim') to the identity"
+            );
+            errors.push(LoadError::file(dir, message));
+        }
+        None
+    };
+
     let fixtures = match &listing.tests_dir {
         Some(tests_dir) => {
             let loaded = fixtures::load(tests_dir);
@@ -298,6 +342,18 @@ fn load_folder(name: &str, dir: &Path) -> Loaded {
             if loaded.fixtures.is_empty() {
                 let message = "holds no fixtures: the mapper is untested";
                 warnings.push(LoadWarning::new(tests_dir, message));
+            }
+            if !listing.has_scim_mapper {
+                for fixture in loaded
+                    .fixtures
+                    .iter()
+                    .filter(|f| f.kind == MapperKind::Scim)
+                {
+                    let message = format!(
+                        "is a SCIM fixture, but the provider has no {SCIM_MAPPER_FILE} to run it with"
+                    );
+                    errors.push(LoadError::file(&fixture.claims_path, message));
+                }
             }
             loaded.fixtures
         }
@@ -316,6 +372,7 @@ fn load_folder(name: &str, dir: &Path) -> Loaded {
             dir: dir.to_owned(),
             settings: parsed.settings.clone(),
             mapper,
+            scim_mapper,
             fixtures,
         }),
         _ => None,
@@ -334,6 +391,7 @@ fn load_folder(name: &str, dir: &Path) -> Loaded {
 #[derive(Default)]
 struct Listing {
     has_mapper: bool,
+    has_scim_mapper: bool,
     has_settings: bool,
     /// A `tests` entry exists, folder or not.
     has_tests_entry: bool,
@@ -362,6 +420,7 @@ fn list_folder(
         match file_name.as_ref() {
             hidden if hidden.starts_with('.') => {}
             MAPPER_FILE => listing.has_mapper = true,
+            SCIM_MAPPER_FILE => listing.has_scim_mapper = true,
             SETTINGS_FILE => listing.has_settings = true,
             README_FILE => {}
             TESTS_DIR => {
@@ -380,7 +439,7 @@ fn list_folder(
                     .map(|known| format!(" (did you mean {known}?)"))
                     .unwrap_or_default();
                 let message = format!(
-                    "is ignored{hint}; a provider folder holds {MAPPER_FILE}, {SETTINGS_FILE}, {README_FILE} and {TESTS_DIR}/"
+                    "is ignored{hint}; a provider folder holds {MAPPER_FILE}, {SCIM_MAPPER_FILE}, {SETTINGS_FILE}, {README_FILE} and {TESTS_DIR}/"
                 );
                 warnings.push(LoadWarning::new(&entry.path(), message));
             }

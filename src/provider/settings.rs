@@ -23,7 +23,9 @@ use crate::domain::sessions::{self, SessionSettings};
 use crate::token::{IssuerSettings, RequiredClaim, check_transport, load_ca_bundle};
 
 mod hop;
+mod scim;
 pub use hop::{ClientAuth, HopSettings, SecretSource, UpstreamSettings};
+pub use scim::ScimSettings;
 
 /// A provider's settings (`provider.toml`), validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +41,8 @@ pub struct ProviderSettings {
     pub sessions: SessionSettings,
     /// kratos-jit as the OpenID Provider Kratos signs in with (`[hop]`); `None`: no hop.
     pub hop: Option<HopSettings>,
+    /// The IdP's SCIM push (`[scim]`); disabled without the section.
+    pub scim: ScimSettings,
 }
 
 impl ProviderSettings {
@@ -57,7 +61,15 @@ pub(super) struct ParsedSettings {
     pub tenant_positions: Vec<(usize, usize)>,
 }
 
-const ROOT_KEYS: &[&str] = &["schema_id", "jit", "tenants", "token", "sessions", "hop"];
+const ROOT_KEYS: &[&str] = &[
+    "schema_id",
+    "jit",
+    "tenants",
+    "token",
+    "sessions",
+    "hop",
+    "scim",
+];
 const JIT_KEYS: &[&str] = &["create", "update", "link_by_verified_email"];
 const TENANT_KEYS: &[&str] = &["id", "verified_domains"];
 const TOKEN_KEYS: &[&str] = &[
@@ -182,6 +194,10 @@ impl Reader<'_, '_> {
         let hop = self
             .table(root, "hop", hop::HOP_KEYS)
             .and_then(|t| self.hop(&t, dir, root.get("token").is_some()));
+        let scim = match self.table(root, "scim", scim::SCIM_KEYS) {
+            Some(table) => self.scim(&table, dir),
+            None => Some(ScimSettings::default()),
+        };
         let (tenants, tenant_positions) = tenants?.into_iter().unzip();
         Some(ParsedSettings {
             settings: ProviderSettings {
@@ -191,6 +207,7 @@ impl Reader<'_, '_> {
                 token: token.flatten(),
                 sessions: sessions?,
                 hop,
+                scim: scim?,
             },
             tenant_positions,
         })

@@ -196,8 +196,17 @@ fn okta_acme_fixtures_are_paired_sorted_and_parsed() {
         .find(|f| f.name == "foreign-domain")
         .unwrap();
 
-    // The hand-written cases, and the same cases as real Polis and SATOSA bridges emit them.
-    assert_eq!(names.len(), 23);
+    // The hand-written cases, the same cases as real Polis and SATOSA bridges emit them, and
+    // the SCIM cases.
+    assert_eq!(names.len(), 29);
+    let scim: Vec<&str> = acme
+        .fixtures
+        .iter()
+        .filter(|f| f.kind == MapperKind::Scim)
+        .map(|f| f.name.as_str())
+        .collect();
+    assert_eq!(scim.len(), 6, "{scim:?}");
+    assert!(scim.iter().all(|n| n.starts_with("scim-")), "{scim:?}");
     assert!(names.windows(2).all(|w| w[0] < w[1]), "{names:?}");
     assert_eq!(
         demoted.identity.as_ref().unwrap()["traits"]["role"],
@@ -1423,5 +1432,109 @@ revoke = true
     at(
         17,
         "unknown key `revoke` in [sessions] (did you mean `revoke_when_changed`?)",
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// SCIM mappers and fixtures
+// ---------------------------------------------------------------------------------------------
+
+const SCIM_MAPPER: &str = "local scim = std.extVar('scim');\n\
+{ identity: { traits: { email: scim.userName, tenant_id: 'tenant-x', role: 'user' } } }\n";
+
+const SCIM_INPUT: &str = r#"{"userName": "ada@x.example", "groups": [
+    {"value": "g1", "display": "Staff", "displayName": "Staff", "externalId": null}
+]}"#;
+
+const SCIM_ENABLED: &str = "\n[scim]\nenabled = true\nsecrets_env = \"SCIM_SECRET\"\n";
+
+#[test]
+fn a_scim_mapper_and_its_fixtures_load_beside_the_claims_mapper() {
+    let tree = Tree::new();
+    tree.provider("p")
+        .write("p/provider.toml", &format!("{SETTINGS}{SCIM_ENABLED}"))
+        .write("p/scim.jsonnet", SCIM_MAPPER)
+        .write("p/tests/pushed.scim.json", SCIM_INPUT)
+        .write("p/tests/pushed.expect.json", EXPECT);
+
+    let (providers, warnings) = tree.loaded();
+
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let provider = providers.get("p").unwrap();
+    assert!(provider.settings.scim.enabled);
+    let scim = provider.mapper_of(MapperKind::Scim).unwrap();
+    assert_eq!(scim.path, tree.path("p/scim.jsonnet"));
+    assert_eq!(scim.kind, MapperKind::Scim);
+    let kinds: Vec<(&str, MapperKind)> = provider
+        .fixtures
+        .iter()
+        .map(|f| (f.name.as_str(), f.kind))
+        .collect();
+    assert_eq!(
+        kinds,
+        [("pushed", MapperKind::Scim), ("user", MapperKind::Claims)]
+    );
+    let sources: Vec<MapperKind> = providers.mapper_sources().iter().map(|s| s.kind).collect();
+    assert_eq!(sources, [MapperKind::Claims, MapperKind::Scim]);
+}
+
+#[test]
+fn enabled_scim_without_a_scim_mapper_is_reported_at_the_folder() {
+    let tree = Tree::new();
+    tree.provider("p")
+        .write("p/provider.toml", &format!("{SETTINGS}{SCIM_ENABLED}"));
+
+    let errors = tree.errors();
+
+    assert_error(&tree, &errors, "p", None, "scim.jsonnet is missing");
+}
+
+#[test]
+fn a_scim_mapper_syntax_error_is_reported_at_its_line() {
+    let tree = Tree::new();
+    tree.provider("p").write(
+        "p/scim.jsonnet",
+        "local scim = std.extVar('scim');\n{ identity: ",
+    );
+
+    let errors = tree.errors();
+
+    assert_error(&tree, &errors, "p/scim.jsonnet", Some(2), "syntax error");
+}
+
+#[test]
+fn scim_fixtures_need_a_scim_mapper_a_user_object_and_their_own_case_name() {
+    let tree = Tree::new();
+    tree.provider("p")
+        .write("p/tests/pushed.scim.json", SCIM_INPUT)
+        .write("p/tests/pushed.expect.json", EXPECT);
+    assert_error(
+        &tree,
+        &tree.errors(),
+        "p/tests/pushed.scim.json",
+        None,
+        "the provider has no scim.jsonnet",
+    );
+
+    tree.write("p/scim.jsonnet", SCIM_MAPPER)
+        .write(
+            "p/tests/pushed.scim.json",
+            r#"{"groups": [{"display": "x"}]}"#,
+        )
+        .write("p/tests/user.scim.json", SCIM_INPUT);
+    let errors = tree.errors();
+    assert_error(
+        &tree,
+        &errors,
+        "p/tests/pushed.scim.json",
+        Some(1),
+        "`groups` must be a list of memberships",
+    );
+    assert_error(
+        &tree,
+        &errors,
+        "p/tests/user.scim.json",
+        None,
+        "has both user.claims.json and user.scim.json",
     );
 }
