@@ -35,6 +35,21 @@ pub struct Config {
     pub mapper: MapperConfig,
     pub token: TokenConfig,
     pub hop: HopConfig,
+    pub scim: ScimConfig,
+}
+
+/// The SCIM 2.0 service (`/scim/v2/<provider>/…`, [`crate::scim::service`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScimConfig {
+    /// The SCIM store: `sqlite:<path>`, `sqlite::memory:` or `postgres://…`. Unset: SCIM is
+    /// off and every `/scim/…` request is 404, whatever the providers' `[scim] enabled` says
+    /// (kratos-jit never guesses where to keep groups; `serve --dev` uses `sqlite::memory:`).
+    pub database_url: Option<String>,
+    /// The largest SCIM request body (default 1 MiB): a group push of thousands of members.
+    pub max_body_bytes: usize,
+    /// `serve --dev` only, never read from a file or the environment: the secrets backing the
+    /// providers' `[scim] secrets_env` names that are unset.
+    pub dev_secrets: Vec<(String, Secret)>,
 }
 
 /// The claims hop (`/hop/<provider>/…`, [`crate::hop`]): kratos-jit as the OpenID Provider
@@ -183,6 +198,8 @@ const KEYS: &[&str] = &[
     "hop.login_deadline",
     "hop.token_ttl",
     "hop.server_timing",
+    "scim.database_url",
+    "scim.max_body_bytes",
 ];
 
 const ENV_PREFIX: &str = "KRATOS_JIT__";
@@ -304,6 +321,26 @@ pub fn load_from(
             http_timeout: r.duration("token.http_timeout", "5s"),
         },
         hop: r.hop(),
+        scim: ScimConfig {
+            database_url: r
+                .entries
+                .contains_key("scim.database_url")
+                .then(|| {
+                    r.parse("scim.database_url", "sqlite::memory:", |s| {
+                        let s = s.trim();
+                        if s.starts_with("sqlite:")
+                            || s.starts_with("postgres://")
+                            || s.starts_with("postgresql://")
+                        {
+                            Ok(s.to_owned())
+                        } else {
+                            Err("must be sqlite:<path>, sqlite::memory: or postgres://user@host:port/database".into())
+                        }
+                    })
+                }),
+            max_body_bytes: r.integer("scim.max_body_bytes", 1 << 20, 1024, 64 << 20) as usize,
+            dev_secrets: vec![],
+        },
     };
     if config.api.secrets.is_empty()
         && config.api.trusted_secrets.is_empty()

@@ -42,6 +42,7 @@ pub fn init_logs(format: LogFormat) {
 /// `serve --dev`: the secrets the README's walkthrough uses.
 pub const DEV_API_SECRET: &str = "kratos-jit-dev-secret";
 pub const DEV_HOOK_SECRET: &str = "kratos-jit-dev-hook-secret";
+pub const DEV_SCIM_SECRET: &str = "kratos-jit-dev-scim-secret";
 pub const DEV_KRATOS: &str = "127.0.0.1:4434";
 /// `serve --dev`: the embedded upstream OpenID Provider double of the claims hop.
 pub const DEV_UPSTREAM: &str = "127.0.0.1:4445";
@@ -119,13 +120,17 @@ pub fn run(
         let alg = dev_options.unwrap_or_default().upstream_alg;
         config.hop.dev = Some(dev_hop(&providers, listener.local_addr()?, alg));
     }
+    if dev {
+        config.scim.dev_secrets = dev_scim_secrets(&providers);
+    }
     actix_web::rt::System::new().block_on(async move {
         let stand_in = dev_kratos.map(dev::start);
         if let Some(listener) = dev_upstream {
             let alg = dev_options.unwrap_or_default().upstream_alg;
             dev::start_upstream(listener, &config, &providers, alg)?;
         }
-        let app = Application::build(&config, providers, worker)?;
+        let store = crate::http::open_scim_store(&config).await?;
+        let app = Application::build_with_store(&config, providers, worker, store)?;
         tracing::info!(message = "Serving the provisioning API.", address = %config.listen.ip(), port = app.port());
         if stand_in.is_some() {
             eprintln!("{}", dev_banner(app.port()));
@@ -154,9 +159,32 @@ pub fn dev_settings() -> Vec<(String, String)> {
         ),
         ("KRATOS_JIT__HOP__PUBLIC_URL", DEV_PUBLIC_URL.to_owned()),
         ("KRATOS_JIT__HOP__SIGNING_KEYS", DEV_HOP_KEY.to_owned()),
+        (
+            "KRATOS_JIT__SCIM__DATABASE_URL",
+            "sqlite::memory:".to_owned(),
+        ),
     ]
     .map(|(k, v)| (k.to_owned(), v))
     .into()
+}
+
+/// `serve --dev`'s SCIM secret for every `[scim] secrets_env` name the providers use; a variable
+/// that is set still wins (it is read first).
+pub fn dev_scim_secrets(
+    providers: &crate::provider::Providers,
+) -> Vec<(String, crate::secret::Secret)> {
+    use crate::provider::SecretSource;
+    providers
+        .iter()
+        .filter(|p| p.settings.scim.enabled)
+        .flat_map(|p| &p.settings.scim.secrets)
+        .filter_map(|source| match source {
+            SecretSource::Env(name) => {
+                Some((name.clone(), crate::secret::Secret::new(DEV_SCIM_SECRET)))
+            }
+            SecretSource::File(_) => None,
+        })
+        .collect()
 }
 
 /// `serve --dev`'s hop: the upstream double at `upstream` for every hop provider, and the
@@ -287,7 +315,7 @@ fn dev_banner(port: u16) -> String {
          \x20     -H 'Content-Type: application/json' -d @dev/requests/first-login.json\n\
          \n    curl -sS 'http://{DEV_KRATOS}/admin/identities?credentials_identifier=okta-acme:ada@acme.example'\n\
          \n  Claims hop: issuers {DEV_PUBLIC_URL}/hop/<provider>, upstream double on http://{DEV_UPSTREAM} (dev/README.md).\n\
-         \n  Development secrets: API (trusted) {DEV_API_SECRET}, web hooks {DEV_HOOK_SECRET}, hop client {DEV_HOP_CLIENT_SECRET}. Never use --dev in production.\n"
+         \n  Development secrets: API (trusted) {DEV_API_SECRET}, web hooks {DEV_HOOK_SECRET}, hop client {DEV_HOP_CLIENT_SECRET}, SCIM (every provider, in memory: http://127.0.0.1:{port}/scim/v2/<provider>) {DEV_SCIM_SECRET}. Never use --dev in production.\n"
     )
 }
 

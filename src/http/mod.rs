@@ -3,6 +3,8 @@
 //! - [`api`]: `POST /v1/provision`, the provisioning API;
 //! - [`hooks`]: `POST /v1/hooks/registration` and `/v1/hooks/login`, Kratos's web hooks;
 //! - [`hop`]: `/hop/{provider}/…`, the claims hop (kratos-jit as an OpenID Provider);
+//! - [`scim`]: `/scim/v2/{provider}/…`, each provider's SCIM 2.0 endpoint (when
+//!   `scim.database_url` names a store);
 //! - [`auth`]: the secrets each of them accepts;
 //! - `GET /health/alive`.
 //!
@@ -19,6 +21,7 @@ pub mod api;
 pub mod auth;
 pub mod hooks;
 pub mod hop;
+pub mod scim;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -55,6 +58,8 @@ pub struct AppState {
     hop: crate::hop::Hop,
     /// `hop.server_timing`: the hop's answers carry `Server-Timing`.
     server_timing: bool,
+    /// The SCIM routes' store and secrets; `None` when `scim.database_url` is unset.
+    scim: Option<scim::ScimState>,
 }
 
 impl AppState {
@@ -63,7 +68,33 @@ impl AppState {
         config: &Config,
         providers: Providers,
         worker: WorkerProgram,
+        store: Option<crate::store::Store>,
     ) -> anyhow::Result<AppState> {
+        let scim = match store {
+            Some(store) => Some(
+                scim::ScimState::new(
+                    store,
+                    &providers,
+                    config.scim.max_body_bytes,
+                    &config.scim.dev_secrets,
+                )
+                .map_err(|errors| anyhow::anyhow!("SCIM: {}", errors.join("; ")))?,
+            ),
+            None => {
+                let enabled: Vec<&str> = providers
+                    .iter()
+                    .filter(|p| p.settings.scim.enabled)
+                    .map(|p| p.id.as_str())
+                    .collect();
+                if !enabled.is_empty() {
+                    tracing::warn!(
+                        message = "SCIM is off: scim.database_url is unset, so the providers with [scim] enabled get no SCIM endpoint.",
+                        providers = ?enabled,
+                    );
+                }
+                None
+            }
+        };
         let limits = Limits {
             timeout: config.mapper.timeout,
             ..Limits::default()
@@ -104,6 +135,7 @@ impl AppState {
             deadline: config.api.deadline,
             hop,
             server_timing: config.hop.server_timing,
+            scim,
         })
     }
 }
@@ -191,7 +223,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/hooks/registration", web::post().to(registration_hook))
         .route("/v1/hooks/login", web::post().to(login_hook))
         .route("/health/alive", web::get().to(alive))
-        .configure(hop::configure);
+        .configure(hop::configure)
+        .configure(scim::configure);
+}
+
+/// The SCIM store `scim.database_url` names, opened and migrated; `None` when it is unset.
+pub async fn open_scim_store(config: &Config) -> anyhow::Result<Option<crate::store::Store>> {
+    match &config.scim.database_url {
+        Some(url) => crate::store::Store::open(url)
+            .await
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("scim.database_url: {e}")),
+        None => Ok(None),
+    }
 }
 
 /// A built server, bound and ready to run.
@@ -207,7 +251,18 @@ impl Application {
         providers: Providers,
         worker: WorkerProgram,
     ) -> anyhow::Result<Application> {
-        let state = web::Data::new(AppState::new(config, providers, worker)?);
+        Self::build_with_store(config, providers, worker, None)
+    }
+
+    /// [`Application::build`] with the SCIM store opened by [`open_scim_store`] (`None`: SCIM
+    /// off).
+    pub fn build_with_store(
+        config: &Config,
+        providers: Providers,
+        worker: WorkerProgram,
+        store: Option<crate::store::Store>,
+    ) -> anyhow::Result<Application> {
+        let state = web::Data::new(AppState::new(config, providers, worker, store)?);
         let listener = TcpListener::bind(config.listen)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
         let port = listener.local_addr()?.port();

@@ -74,6 +74,14 @@ impl KratosAdmin for FixtureKratos {
         Err(no_writes())
     }
 
+    async fn reactivate(&self, _: &IdentityId) -> Result<Identity, KratosError> {
+        Err(no_writes())
+    }
+
+    async fn delete(&self, _: &IdentityId) -> Result<(), KratosError> {
+        Err(no_writes())
+    }
+
     async fn revoke_sessions(&self, _: &IdentityId) -> Result<(), KratosError> {
         Err(no_writes())
     }

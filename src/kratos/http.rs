@@ -555,6 +555,40 @@ impl KratosAdmin for HttpKratos {
         self.expect_identity(call).await
     }
 
+    /// `PATCH /admin/identities/{id}` replacing `/state` with `active`. Retried.
+    async fn reactivate(&self, id: &IdentityId) -> Result<Identity, KratosError> {
+        let ops = [PatchOp::Replace {
+            path: "/state".to_owned(),
+            value: serde_json::Value::from("active"),
+        }];
+        let call = Call {
+            operation: "reactivate",
+            method: Method::PATCH,
+            path: "/admin/identities/{id}",
+            url: self.identity_url(id, &[])?,
+            body: Some(wire::patch_body(&ops)?),
+            replay: Replay::Safe,
+        };
+        self.expect_identity(call).await
+    }
+
+    /// `DELETE /admin/identities/{id}` (Kratos answers 204, or 404 for an unknown identity,
+    /// which is read as already deleted). Retried: deleting twice ends the same way.
+    async fn delete(&self, id: &IdentityId) -> Result<(), KratosError> {
+        let call = Call {
+            operation: "delete",
+            method: Method::DELETE,
+            path: "/admin/identities/{id}",
+            url: self.identity_url(id, &[])?,
+            body: None,
+            replay: Replay::Safe,
+        };
+        match self.execute(call).await {
+            Ok(_) | Err(KratosError::NotFound { .. }) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
     /// `DELETE /admin/identities/{id}/sessions`. Kratos answers 404 when there is no session to
     /// delete (docs/kratos.md §7) — also for an unknown identity — so 204 and 404 both mean "no
     /// session left". Retried.

@@ -87,6 +87,14 @@ pub trait KratosAdmin: Send + Sync {
         &self,
         id: &IdentityId,
     ) -> impl Future<Output = Result<Identity, KratosError>> + Send;
+    /// Sets `state: active` (SCIM `active: true` after a deactivation).
+    fn reactivate(
+        &self,
+        id: &IdentityId,
+    ) -> impl Future<Output = Result<Identity, KratosError>> + Send;
+    /// Deletes the identity (`DELETE /admin/identities/{id}`); an identity already gone is not
+    /// an error, so that a retried delete converges.
+    fn delete(&self, id: &IdentityId) -> impl Future<Output = Result<(), KratosError>> + Send;
     /// Deletes every session of the identity; an identity without sessions is not an error.
     fn revoke_sessions(
         &self,

@@ -508,6 +508,12 @@ mod tests {
         async fn deactivate(&self, _: &IdentityId) -> Result<Identity, KratosError> {
             unreachable!("logins never deactivate")
         }
+        async fn reactivate(&self, _: &IdentityId) -> Result<Identity, KratosError> {
+            unreachable!("logins never reactivate")
+        }
+        async fn delete(&self, _: &IdentityId) -> Result<(), KratosError> {
+            unreachable!("logins never delete")
+        }
         async fn revoke_sessions(&self, _: &IdentityId) -> Result<(), KratosError> {
             self.record("revoke_sessions");
             if self.revoke_fails {

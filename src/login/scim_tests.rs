@@ -80,6 +80,12 @@ impl KratosAdmin for Arc<Held> {
     async fn deactivate(&self, _: &IdentityId) -> Result<Identity, KratosError> {
         unreachable!("a login never deactivates")
     }
+    async fn reactivate(&self, _: &IdentityId) -> Result<Identity, KratosError> {
+        unreachable!("a login never reactivates")
+    }
+    async fn delete(&self, _: &IdentityId) -> Result<(), KratosError> {
+        unreachable!("a login never deletes")
+    }
     async fn revoke_sessions(&self, _: &IdentityId) -> Result<(), KratosError> {
         self.write("revoke_sessions");
         Ok(())

@@ -17,6 +17,9 @@
 //! - [`discovery`]: `ServiceProviderConfig`, `ResourceTypes`, `Schemas`;
 //! - [`error`]: [`ScimError`] and the RFC 7644 §3.12 error body.
 //!
+//! [`service`] is the exception to "pure": it ties the core to the store, the login use case and
+//! the Kratos port (still without HTTP).
+//!
 //! No function here logs, and no error detail holds a value from a request (only attribute
 //! names, positions and URNs), so details may be logged.
 
@@ -29,6 +32,7 @@ pub mod project;
 pub mod query;
 pub mod resource;
 pub mod schema;
+pub mod service;
 
 pub use error::{ScimError, ScimType};
 pub use filter::{IndexKey, IndexLookup, ScimFilter};

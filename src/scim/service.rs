@@ -1,0 +1,794 @@
+//! The SCIM application service: one provider's Users and Groups, over the store, the login use
+//! case and the Kratos port. No HTTP here: `src/http/scim.rs` parses requests and renders what
+//! this returns.
+//!
+//! What it promises:
+//!
+//! - **One use case.** Every write of a user — `POST`, `PUT`, `PATCH`, and every member a group
+//!   change adds or removes — goes through [`Login::scim`] and [`Logins::run`]: the same mapper
+//!   contract, policy and decision as a sign-in, so a role that follows group membership is
+//!   lowered at once (and sessions revoked by the use case's `[sessions]` rule). A denial writes
+//!   nothing and answers a SCIM error.
+//! - **Kratos first, then the store.** `active: false` sets the identity `inactive` and revokes
+//!   its sessions before the store records it; a group change re-maps its members before the
+//!   store records the membership. A fault in between leaves the store behind Kratos, never a
+//!   deactivated user able to sign in, and the same request retried converges (each step is
+//!   idempotent).
+//! - **Isolation.** Every store call is keyed by the provider; a Kratos identity is touched only
+//!   once the store says it is this provider's user (or the use case found it by this provider's
+//!   credential), so another provider's id is a 404 or an `invalidValue`, never read or written.
+//! - **Reads from the store only**, never by scanning Kratos.
+
+use std::time::{Duration, SystemTime};
+
+use serde_json::{Map, Value};
+
+use super::meta;
+use super::resource;
+use super::{IndexKey, ListQuery, Projection, ResourceKind, ScimError, apply_patch, list_response};
+use crate::domain::{Denial, IdentityId, OnDelete, ScimGroup, ScimInput};
+use crate::kratos::{KratosAdmin, KratosError};
+use crate::login::{Action, Current, Login, LoginError, Logins};
+use crate::provider::Provider;
+use crate::store::{GroupId, Membership, Store, StoreError, StoredGroup, StoredUser};
+
+/// How long a client should wait before retrying after a 503.
+pub const RETRY_AFTER_SECONDS: u64 = 5;
+
+/// One provider's SCIM service for one request.
+pub struct ScimService<'s, K> {
+    pub logins: &'s Logins<K>,
+    pub store: &'s Store,
+    pub provider: &'s Provider,
+    /// The absolute base URL of this provider's SCIM endpoint (`…/scim/v2/<provider>`).
+    pub base_url: &'s str,
+    /// The time the Kratos calls of one login must end within.
+    pub kratos_budget: Duration,
+}
+
+fn store_error(error: StoreError) -> ScimError {
+    match error {
+        StoreError::Unavailable(_) => {
+            ScimError::new(503, None, "the SCIM store is unavailable; retry later")
+        }
+        StoreError::Conflict { what } => ScimError::uniqueness(format!(
+            "another resource of this provider already has this {what}"
+        )),
+        StoreError::VersionMismatch => ScimError::precondition_failed(
+            "the resource was changed since the version given in If-Match",
+        ),
+        StoreError::NotFound { what } => {
+            ScimError::not_found(format!("no such {what} for this provider"))
+        }
+        StoreError::UnknownMember(id) => {
+            ScimError::invalid_value(format!("member {id} is not a user of this provider"))
+        }
+    }
+}
+
+fn kratos_error(error: KratosError) -> ScimError {
+    match error {
+        KratosError::Unavailable { .. } => ScimError::new(
+            503,
+            None,
+            "the Kratos admin API is unavailable; retry later",
+        ),
+        KratosError::NotFound { .. } => {
+            ScimError::not_found("the identity no longer exists in Kratos")
+        }
+        KratosError::Conflict { .. } => ScimError::uniqueness(
+            "Kratos reports that a unique value of this user belongs to another identity",
+        ),
+        KratosError::Rejected { status, .. } => ScimError::new(
+            502,
+            None,
+            format!("Kratos refused the change ({status}); see kratos-jit's log"),
+        ),
+        KratosError::Protocol { .. } => ScimError::new(
+            502,
+            None,
+            "unexpected answer from the Kratos admin API; see kratos-jit's log",
+        ),
+    }
+}
+
+fn login_error(error: LoginError) -> ScimError {
+    match error {
+        LoginError::Kratos(error) => kratos_error(error),
+        LoginError::Engine(_) => ScimError::new(
+            503,
+            None,
+            "the mapper engine could not evaluate; retry later",
+        ),
+    }
+}
+
+/// A denial as the IdP is told it: the tenant and linking rules are 403/409, a mapping the
+/// policy refuses is 400 `invalidValue`.
+fn denial_error(denial: &Denial) -> ScimError {
+    let detail = denial.to_string();
+    match denial {
+        Denial::Linking { .. } | Denial::ValueTaken { .. } => ScimError::uniqueness(detail),
+        Denial::NoTenant { .. }
+        | Denial::ForeignTenant { .. }
+        | Denial::ForeignDomain { .. }
+        | Denial::ForeignVerifiedAddress { .. }
+        | Denial::CreateDisabled { .. } => ScimError::new(403, None, detail),
+        _ => ScimError::invalid_value(detail),
+    }
+}
+
+fn not_found(kind: ResourceKind) -> ScimError {
+    ScimError::not_found(format!("no such {} for this provider", kind.name()))
+}
+
+fn user_id(id: &str) -> Result<IdentityId, ScimError> {
+    id.parse().map_err(|_| not_found(ResourceKind::User))
+}
+
+fn group_id(id: &str) -> Result<GroupId, ScimError> {
+    id.parse().map_err(|_| not_found(ResourceKind::Group))
+}
+
+fn object(resource: &Value) -> Map<String, Value> {
+    resource.as_object().cloned().unwrap_or_default()
+}
+
+fn scim_groups(memberships: &[Membership]) -> Vec<ScimGroup> {
+    memberships
+        .iter()
+        .map(|m| ScimGroup {
+            value: m.group.to_string(),
+            display_name: m.display_name.clone(),
+            external_id: m.external_id.clone(),
+        })
+        .collect()
+}
+
+fn without_members(resource: &Value) -> Value {
+    let mut out = object(resource);
+    out.retain(|key, _| !key.eq_ignore_ascii_case("members"));
+    Value::Object(out)
+}
+
+fn emails_index(resource: &Value) -> Vec<String> {
+    let mut emails: Vec<String> = resource::emails(resource)
+        .into_iter()
+        .map(|e| e.to_lowercase())
+        .collect();
+    emails.sort();
+    emails.dedup();
+    emails
+}
+
+impl<K: KratosAdmin> ScimService<'_, K> {
+    fn kratos(&self) -> &K {
+        self.logins.kratos()
+    }
+
+    async fn timed<T>(
+        &self,
+        call: impl Future<Output = Result<T, KratosError>>,
+    ) -> Result<T, ScimError> {
+        match tokio::time::timeout(self.kratos_budget, call).await {
+            Ok(result) => result.map_err(kratos_error),
+            Err(_) => Err(kratos_error(KratosError::Unavailable {
+                detail: "no answer in time".into(),
+            })),
+        }
+    }
+
+    /// Runs the SCIM login of `user` with its memberships `groups`; the identity id it wrote.
+    async fn map_user(
+        &self,
+        user: &Value,
+        groups: &[ScimGroup],
+        current: Current,
+    ) -> Result<IdentityId, ScimError> {
+        let input = ScimInput::new(object(user), groups);
+        let login = Login::scim(self.provider, &input, current, self.kratos_budget)
+            .map_err(|e| ScimError::invalid_value(e.to_string()))?;
+        let outcome = self.logins.run(login).await.map_err(login_error)?;
+        if let Some(denial) = &outcome.denial {
+            return Err(denial_error(denial));
+        }
+        match (outcome.action, outcome.identity_id) {
+            (Action::NotFound, _) => Err(not_found(ResourceKind::User)),
+            (Action::SubjectChanged, _) => Err(ScimError::mutability(format!(
+                "the SSO subject of this user ({}) cannot change once provisioned",
+                self.provider.settings.scim.subject.as_str()
+            ))),
+            (_, Some(id)) => Ok(id),
+            (_, None) => Err(ScimError::new(
+                500,
+                None,
+                "the login use case named no identity",
+            )),
+        }
+    }
+
+    /// Kratos's `state` follows `active`: deactivation ends every session too. `was_active`
+    /// is what the store recorded (`None` for a new user); reactivation is only sent after a
+    /// recorded deactivation, or always for a new record of an identity that may be inactive.
+    async fn apply_active(
+        &self,
+        id: &IdentityId,
+        active: bool,
+        was_active: Option<bool>,
+    ) -> Result<(), ScimError> {
+        if !active {
+            // Always, also when the store already says inactive: a retry after a fault between
+            // Kratos and the store must converge.
+            self.timed(self.kratos().deactivate(id)).await?;
+            self.timed(self.kratos().revoke_sessions(id)).await?;
+        } else if was_active != Some(true) {
+            self.timed(self.kratos().reactivate(id)).await?;
+        }
+        Ok(())
+    }
+
+    fn stored_user(&self, id: IdentityId, resource: Value) -> StoredUser {
+        let now = SystemTime::now();
+        StoredUser {
+            provider: self.provider.id.clone(),
+            id,
+            user_name: resource::user_name(&resource)
+                .unwrap_or_default()
+                .to_owned(),
+            external_id: resource::external_id(&resource).map(str::to_owned),
+            emails: emails_index(&resource),
+            active: resource::active(&resource),
+            resource,
+            created: now,
+            last_modified: now,
+            version: 0,
+        }
+    }
+
+    /// A user as GET returns it: `id`, `meta`, and its direct `groups`.
+    async fn user_representation(&self, user: &StoredUser) -> Result<Value, ScimError> {
+        let groups = self
+            .store
+            .groups_of(&self.provider.id, user.id)
+            .await
+            .map_err(store_error)?;
+        let id = user.id.to_string();
+        let mut out = meta::with_meta(
+            &user.resource,
+            ResourceKind::User,
+            &id,
+            user.created,
+            user.last_modified,
+            user.version,
+            self.base_url,
+        );
+        if let Some(object) = out.as_object_mut() {
+            object.insert(
+                "groups".into(),
+                groups
+                    .iter()
+                    .map(|g| {
+                        meta::group_entry(self.base_url, &g.group.to_string(), &g.display_name)
+                    })
+                    .collect(),
+            );
+        }
+        Ok(out)
+    }
+
+    async fn group_representation(&self, group: &StoredGroup) -> Result<Value, ScimError> {
+        let members = self
+            .store
+            .members(&self.provider.id, group.id)
+            .await
+            .map_err(store_error)?;
+        let mut out = meta::with_meta(
+            &group.resource,
+            ResourceKind::Group,
+            &group.id.to_string(),
+            group.created,
+            group.last_modified,
+            group.version,
+            self.base_url,
+        );
+        if let Some(object) = out.as_object_mut() {
+            object.insert(
+                "members".into(),
+                members
+                    .iter()
+                    .map(|m| meta::member_entry(self.base_url, &m.to_string()))
+                    .collect(),
+            );
+        }
+        Ok(out)
+    }
+
+    async fn load_user(&self, id: &str) -> Result<StoredUser, ScimError> {
+        let id = user_id(id)?;
+        self.store
+            .user(&self.provider.id, id)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| not_found(ResourceKind::User))
+    }
+
+    async fn load_group(&self, id: &str) -> Result<StoredGroup, ScimError> {
+        let id = group_id(id)?;
+        self.store
+            .group(&self.provider.id, id)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| not_found(ResourceKind::Group))
+    }
+
+    fn check_version(current: u64, if_match: Option<&str>) -> Result<Option<u64>, ScimError> {
+        match if_match {
+            Some(header) if !meta::if_match(header, current) => {
+                Err(ScimError::precondition_failed(
+                    "the resource was changed since the version given in If-Match",
+                ))
+            }
+            Some(_) => Ok(Some(current)),
+            None => Ok(None),
+        }
+    }
+
+    // ----- Users -----
+
+    /// `POST /Users`: 201 with the user. An identity an SSO login created earlier (holding this
+    /// provider's credential for the same subject) is adopted, never duplicated.
+    pub async fn create_user(&self, body: &Value) -> Result<Value, ScimError> {
+        let resource = resource::validate(ResourceKind::User, body)?;
+        if let Some(name) = resource::user_name(&resource) {
+            let taken = self
+                .store
+                .users_by(&self.provider.id, IndexKey::UserName, name)
+                .await
+                .map_err(store_error)?;
+            if taken
+                .is_some_and(|users| users.iter().any(|u| u.user_name.eq_ignore_ascii_case(name)))
+            {
+                return Err(ScimError::uniqueness(
+                    "a user with this userName already exists for this provider",
+                ));
+            }
+        }
+        let id = self.map_user(&resource, &[], Current::ByCredential).await?;
+        // An adopted identity may have been deactivated by an earlier DELETE: `None` makes
+        // `active: true` reactivate it.
+        self.apply_active(&id, resource::active(&resource), None)
+            .await?;
+        let stored = self
+            .store
+            .put_user(&self.stored_user(id, resource), None)
+            .await
+            .map_err(store_error)?;
+        self.user_representation(&stored).await
+    }
+
+    pub async fn get_user(&self, id: &str) -> Result<Value, ScimError> {
+        let user = self.load_user(id).await?;
+        self.user_representation(&user).await
+    }
+
+    /// `PUT /Users/{id}`.
+    pub async fn replace_user(
+        &self,
+        id: &str,
+        body: &Value,
+        if_match: Option<&str>,
+    ) -> Result<Value, ScimError> {
+        let current = self.load_user(id).await?;
+        let expected = Self::check_version(current.version, if_match)?;
+        let resource = resource::validate(ResourceKind::User, body)?;
+        self.write_user(current, resource, expected).await
+    }
+
+    /// `PATCH /Users/{id}`.
+    pub async fn patch_user(
+        &self,
+        id: &str,
+        body: &Value,
+        if_match: Option<&str>,
+    ) -> Result<Value, ScimError> {
+        let current = self.load_user(id).await?;
+        let expected = Self::check_version(current.version, if_match)?;
+        let patched = apply_patch(
+            ResourceKind::User,
+            &current.resource,
+            &current.id.to_string(),
+            body,
+        )?;
+        if !patched.changed {
+            return self.user_representation(&current).await;
+        }
+        self.write_user(current, patched.resource, expected).await
+    }
+
+    async fn write_user(
+        &self,
+        current: StoredUser,
+        resource: Value,
+        expected: Option<u64>,
+    ) -> Result<Value, ScimError> {
+        let memberships = self
+            .store
+            .groups_of(&self.provider.id, current.id)
+            .await
+            .map_err(store_error)?;
+        let id = self
+            .map_user(
+                &resource,
+                &scim_groups(&memberships),
+                Current::ById(current.id),
+            )
+            .await?;
+        self.apply_active(&id, resource::active(&resource), Some(current.active))
+            .await?;
+        let mut next = self.stored_user(id, resource);
+        next.created = current.created;
+        let stored = self
+            .store
+            .put_user(&next, expected)
+            .await
+            .map_err(store_error)?;
+        self.user_representation(&stored).await
+    }
+
+    /// `DELETE /Users/{id}`, per `[scim] on_delete`: deactivate (the default: state inactive,
+    /// sessions revoked) or delete the identity; then the user leaves the store, so every later
+    /// request answers 404.
+    pub async fn delete_user(&self, id: &str) -> Result<(), ScimError> {
+        let user = self.load_user(id).await?;
+        let gone = |result: Result<(), ScimError>| match result {
+            Err(e) if e.status == 404 => Ok(()),
+            other => other,
+        };
+        match self.provider.settings.scim.on_delete {
+            OnDelete::Deactivate => {
+                gone(self.apply_active(&user.id, false, None).await)?;
+            }
+            OnDelete::Delete => {
+                gone(self.timed(self.kratos().revoke_sessions(&user.id)).await)?;
+                gone(self.timed(self.kratos().delete(&user.id)).await)?;
+            }
+        }
+        self.store
+            .delete_user(&self.provider.id, user.id)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    // ----- Groups -----
+
+    /// The member ids of a group resource, each checked to be a user of this provider.
+    async fn member_ids(&self, group: &Value) -> Result<Vec<IdentityId>, ScimError> {
+        let mut ids = Vec::new();
+        for raw in resource::members(group) {
+            let unknown =
+                || ScimError::invalid_value(format!("member {raw} is not a user of this provider"));
+            let id: IdentityId = raw.parse().map_err(|_| unknown())?;
+            if self
+                .store
+                .user(&self.provider.id, id)
+                .await
+                .map_err(store_error)?
+                .is_none()
+            {
+                return Err(unknown());
+            }
+            ids.push(id);
+        }
+        Ok(ids)
+    }
+
+    /// Re-maps every user in `affected` with its memberships as they will be once the group
+    /// `group` has `members` (`None`: the group is gone). Runs before the store records the
+    /// change, so that Kratos is never behind the store.
+    async fn remap(
+        &self,
+        group: GroupId,
+        after: Option<(&Value, &[IdentityId])>,
+        affected: &[IdentityId],
+    ) -> Result<(), ScimError> {
+        for member in affected {
+            let Some(user) = self
+                .store
+                .user(&self.provider.id, *member)
+                .await
+                .map_err(store_error)?
+            else {
+                continue;
+            };
+            let mut memberships = self
+                .store
+                .groups_of(&self.provider.id, *member)
+                .await
+                .map_err(store_error)?;
+            memberships.retain(|m| m.group != group);
+            if let Some((resource, members)) = after
+                && members.contains(member)
+            {
+                memberships.push(Membership {
+                    group,
+                    display_name: resource::display_name(resource)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    external_id: resource::external_id(resource).map(str::to_owned),
+                });
+            }
+            self.map_user(
+                &user.resource,
+                &scim_groups(&memberships),
+                Current::ById(*member),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    fn stored_group(&self, id: GroupId, resource: &Value) -> StoredGroup {
+        let now = SystemTime::now();
+        let resource = without_members(resource);
+        StoredGroup {
+            provider: self.provider.id.clone(),
+            id,
+            display_name: resource::display_name(&resource)
+                .unwrap_or_default()
+                .to_owned(),
+            external_id: resource::external_id(&resource).map(str::to_owned),
+            resource,
+            created: now,
+            last_modified: now,
+            version: 0,
+        }
+    }
+
+    /// Writes group `id` as `resource` (with its members) after re-mapping whoever the change
+    /// affects: the members added and removed, and every member when the name changed.
+    async fn write_group(
+        &self,
+        id: GroupId,
+        current: Option<&StoredGroup>,
+        resource: &Value,
+        expected: Option<u64>,
+    ) -> Result<Value, ScimError> {
+        let members = self.member_ids(resource).await?;
+        let before = match current {
+            Some(_) => self
+                .store
+                .members(&self.provider.id, id)
+                .await
+                .map_err(store_error)?,
+            None => vec![],
+        };
+        let mut next = self.stored_group(id, resource);
+        if let Some(current) = current {
+            next.created = current.created;
+        }
+        let renamed = current.is_some_and(|c| {
+            c.display_name != next.display_name || c.external_id != next.external_id
+        });
+        let mut affected: Vec<IdentityId> = if renamed {
+            members.clone()
+        } else {
+            members
+                .iter()
+                .filter(|m| !before.contains(m))
+                .copied()
+                .collect()
+        };
+        affected.extend(before.iter().filter(|m| !members.contains(m)).copied());
+        affected.sort();
+        affected.dedup();
+        if current.is_none() {
+            // The display name must be free before anyone is re-mapped into the group.
+            let taken = self
+                .store
+                .groups_by(&self.provider.id, IndexKey::DisplayName, &next.display_name)
+                .await
+                .map_err(store_error)?;
+            if taken.is_some_and(|groups| {
+                groups
+                    .iter()
+                    .any(|g| g.display_name.eq_ignore_ascii_case(&next.display_name))
+            }) {
+                return Err(ScimError::uniqueness(
+                    "a group with this displayName already exists for this provider",
+                ));
+            }
+        }
+        self.remap(id, Some((resource, &members)), &affected)
+            .await?;
+        let stored = self
+            .store
+            .put_group(&next, expected)
+            .await
+            .map_err(store_error)?;
+        self.store
+            .set_members(&self.provider.id, id, &members, SystemTime::now())
+            .await
+            .map_err(store_error)?;
+        let stored = self
+            .store
+            .group(&self.provider.id, id)
+            .await
+            .map_err(store_error)?
+            .unwrap_or(stored);
+        self.group_representation(&stored).await
+    }
+
+    /// `POST /Groups`.
+    pub async fn create_group(&self, body: &Value) -> Result<Value, ScimError> {
+        let resource = resource::validate(ResourceKind::Group, body)?;
+        self.write_group(GroupId::random(), None, &resource, None)
+            .await
+    }
+
+    pub async fn get_group(&self, id: &str) -> Result<Value, ScimError> {
+        let group = self.load_group(id).await?;
+        self.group_representation(&group).await
+    }
+
+    /// `PUT /Groups/{id}`.
+    pub async fn replace_group(
+        &self,
+        id: &str,
+        body: &Value,
+        if_match: Option<&str>,
+    ) -> Result<Value, ScimError> {
+        let current = self.load_group(id).await?;
+        let expected = Self::check_version(current.version, if_match)?;
+        let resource = resource::validate(ResourceKind::Group, body)?;
+        self.write_group(current.id, Some(&current), &resource, expected)
+            .await
+    }
+
+    /// `PATCH /Groups/{id}`.
+    pub async fn patch_group(
+        &self,
+        id: &str,
+        body: &Value,
+        if_match: Option<&str>,
+    ) -> Result<Value, ScimError> {
+        let current = self.load_group(id).await?;
+        let expected = Self::check_version(current.version, if_match)?;
+        let with_members = self.group_representation(&current).await?;
+        let mut base = object(&current.resource);
+        if let Some(members) = with_members.get("members") {
+            let values: Vec<Value> = members
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m.get("value").cloned())
+                .map(|value| serde_json::json!({"value": value}))
+                .collect();
+            base.insert("members".into(), Value::Array(values));
+        }
+        let patched = apply_patch(
+            ResourceKind::Group,
+            &Value::Object(base),
+            &current.id.to_string(),
+            body,
+        )?;
+        if !patched.changed {
+            return Ok(with_members);
+        }
+        self.write_group(current.id, Some(&current), &patched.resource, expected)
+            .await
+    }
+
+    /// `DELETE /Groups/{id}`: its former members are re-mapped without it first.
+    pub async fn delete_group(&self, id: &str) -> Result<(), ScimError> {
+        let group = self.load_group(id).await?;
+        let members = self
+            .store
+            .members(&self.provider.id, group.id)
+            .await
+            .map_err(store_error)?;
+        self.remap(group.id, None, &members).await?;
+        self.store
+            .delete_group(&self.provider.id, group.id)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    // ----- Lists -----
+
+    /// The full representations of `kind` the query's filter can match, in the store's stable
+    /// order: an index lookup when the filter allows one (a superset), else every resource.
+    async fn candidates(
+        &self,
+        kind: ResourceKind,
+        query: &ListQuery,
+    ) -> Result<Vec<Value>, ScimError> {
+        let lookup = query.filter.as_ref().and_then(|f| f.index_lookup(kind));
+        let provider = &self.provider.id;
+        let mut out = Vec::new();
+        match kind {
+            ResourceKind::User => {
+                let users = match lookup {
+                    Some(l) => self
+                        .store
+                        .users_by(provider, l.key, &l.value)
+                        .await
+                        .map_err(store_error)?,
+                    None => None,
+                };
+                let users = match users {
+                    Some(users) => users,
+                    None => self.store.all_users(provider).await.map_err(store_error)?,
+                };
+                for user in &users {
+                    out.push(self.user_representation(user).await?);
+                }
+            }
+            ResourceKind::Group => {
+                let groups = match lookup {
+                    Some(l) => self
+                        .store
+                        .groups_by(provider, l.key, &l.value)
+                        .await
+                        .map_err(store_error)?,
+                    None => None,
+                };
+                let groups = match groups {
+                    Some(groups) => groups,
+                    None => self.store.all_groups(provider).await.map_err(store_error)?,
+                };
+                for group in &groups {
+                    out.push(self.group_representation(group).await?);
+                }
+            }
+        }
+        if let Some(filter) = &query.filter {
+            out.retain(|resource| filter.matches(kind, resource));
+        }
+        Ok(out)
+    }
+
+    /// `GET /Users`, `GET /Groups`, `POST …/.search`; `kind` `None` is the root `/.search`
+    /// (every type the filter applies to). Answers a `ListResponse`.
+    pub async fn list(
+        &self,
+        kind: Option<ResourceKind>,
+        query: &ListQuery,
+    ) -> Result<Value, ScimError> {
+        let kinds: Vec<ResourceKind> = match kind {
+            Some(kind) => vec![kind],
+            None => {
+                let all = [ResourceKind::User, ResourceKind::Group];
+                let fitting: Vec<ResourceKind> = all
+                    .into_iter()
+                    .filter(|k| query.filter.as_ref().is_none_or(|f| f.check(*k).is_ok()))
+                    .collect();
+                if fitting.is_empty()
+                    && let Some(filter) = &query.filter
+                {
+                    filter.check(ResourceKind::User)?;
+                }
+                fitting
+            }
+        };
+        let mut matched: Vec<(ResourceKind, Value)> = Vec::new();
+        for kind in kinds {
+            for resource in self.candidates(kind, query).await? {
+                matched.push((kind, resource));
+            }
+        }
+        let total = matched.len();
+        let page: Vec<Value> = matched
+            .into_iter()
+            .skip(query.offset())
+            .take(query.count.unwrap_or(usize::MAX))
+            .map(|(kind, resource)| project(&query.projection, kind, &resource))
+            .collect();
+        Ok(list_response(total, query.start_index, page))
+    }
+}
+
+fn project(projection: &Projection, kind: ResourceKind, resource: &Value) -> Value {
+    projection.apply(kind, resource)
+}

@@ -1,0 +1,349 @@
+//! The SCIM endpoints of `serve`'s application against the Kratos stand-in, store on
+//! `sqlite::memory:`.
+
+use kratos_jit::config;
+use kratos_jit::http::{Application, open_scim_store};
+use kratos_jit::mapper::WorkerProgram;
+use kratos_jit::provider::Providers;
+use kratos_jit::standin::StandIn;
+use serde_json::{Value, json};
+
+const ACME: &str = "acme-scim-secret-0123456789";
+const GLOBEX: &str = "globex-scim-secret-0123456789";
+
+struct App {
+    address: String,
+    kratos: StandIn,
+    client: reqwest::Client,
+}
+
+async fn spawn() -> App {
+    let kratos = StandIn::start().expect("stand-in starts");
+    let env: Vec<(String, String)> = [
+        ("KRATOS_JIT__LISTEN", "127.0.0.1:0".to_owned()),
+        (
+            "KRATOS_JIT__PROVIDERS",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/mappers").to_owned(),
+        ),
+        ("KRATOS_JIT__KRATOS__ADMIN_URL", kratos.base_url()),
+        (
+            "KRATOS_JIT__API__TRUSTED_SECRETS",
+            "trusted-0123456789".to_owned(),
+        ),
+        ("KRATOS_JIT__MAPPER__WORKERS", "2".to_owned()),
+        (
+            "KRATOS_JIT__SCIM__DATABASE_URL",
+            "sqlite::memory:".to_owned(),
+        ),
+        ("KRATOS_JIT__SCIM__MAX_BODY_BYTES", "4096".to_owned()),
+    ]
+    .map(|(k, v)| (k.to_owned(), v))
+    .into();
+    let mut config = config::load_from(None, env).unwrap_or_else(|e| panic!("{e:?}"));
+    let (providers, _) = Providers::load(&config.providers).unwrap_or_else(|e| panic!("{e:?}"));
+    config.scim.dev_secrets = kratos_jit::serve::dev_scim_secrets(&providers)
+        .into_iter()
+        .map(|(name, _)| {
+            let secret = if name.contains("OKTA_ACME") {
+                ACME
+            } else {
+                GLOBEX
+            };
+            (name, kratos_jit::secret::Secret::new(secret))
+        })
+        .collect();
+    let store = open_scim_store(&config).await.unwrap();
+    let app = Application::build_with_store(
+        &config,
+        providers,
+        WorkerProgram::new(env!("CARGO_BIN_EXE_kratos-jit")),
+        store,
+    )
+    .unwrap();
+    let address = format!("http://127.0.0.1:{}", app.port());
+    actix_web::rt::spawn(app.run_until_stopped());
+    App {
+        address,
+        kratos,
+        client: reqwest::Client::new(),
+    }
+}
+
+impl App {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        secret: &str,
+        body: Option<&str>,
+    ) -> (u16, Value) {
+        let url = format!("{}{path}", self.address);
+        let mut request = self
+            .client
+            .request(method.parse().unwrap(), url)
+            .header("Authorization", format!("Bearer {secret}"));
+        if let Some(body) = body {
+            request = request
+                .header("Content-Type", "application/scim+json")
+                .body(body.to_owned());
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn sessions(&self, id: &str) -> usize {
+        let url = format!("{}/admin/identities/{id}/sessions", self.kratos.base_url());
+        let answer: Value = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        answer.as_array().map_or(0, Vec::len)
+    }
+
+    fn identity(&self, id: &str) -> Value {
+        self.kratos
+            .identities()
+            .into_iter()
+            .find(|i| i["id"] == id)
+            .unwrap_or(Value::Null)
+    }
+}
+
+fn ada() -> String {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": "ada@acme.example",
+        "externalId": "00u1acmeada",
+        "name": {"givenName": "Ada", "familyName": "Lovelace"},
+        "emails": [{"value": "ada@acme.example", "type": "work", "primary": true}],
+        "active": true
+    })
+    .to_string()
+}
+
+const USERS: &str = "/scim/v2/okta-acme/Users";
+const GROUPS: &str = "/scim/v2/okta-acme/Groups";
+
+#[actix_web::test]
+async fn a_user_round_trip_creates_finds_deactivates_reactivates_and_deletes() {
+    let app = spawn().await;
+    let (status, created) = app.call("POST", USERS, ACME, Some(&ada())).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(app.identity(&id)["state"], "active");
+    assert_eq!(created["meta"]["resourceType"], "User");
+
+    // Okta's existence check.
+    let (status, list) = app
+        .call(
+            "GET",
+            &format!(
+                "{USERS}?filter=userName%20eq%20%22ADA@acme.example%22&startIndex=1&count=100"
+            ),
+            ACME,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(list["totalResults"], 1, "{list}");
+    assert_eq!(list["Resources"][0]["id"], id);
+
+    // A second POST of the same userName is a conflict and writes nothing.
+    let before = app.kratos.identities().len();
+    let (status, body) = app.call("POST", USERS, ACME, Some(&ada())).await;
+    assert_eq!(
+        (status, body["scimType"].as_str()),
+        (409, Some("uniqueness"))
+    );
+    assert_eq!(app.kratos.identities().len(), before);
+
+    // Okta's deactivation: state inactive, sessions gone, still visible.
+    app.kratos.add_session(&id);
+    assert_eq!(app.sessions(&id).await, 1);
+    let patch = r#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","value":{"active":false}}]}"#;
+    let (status, body) = app
+        .call("PATCH", &format!("{USERS}/{id}"), ACME, Some(patch))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["active"], false);
+    assert_eq!(app.identity(&id)["state"], "inactive");
+    assert_eq!(app.sessions(&id).await, 0);
+
+    // Entra's reactivation with a string.
+    let patch = r#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"Replace","path":"active","value":"True"}]}"#;
+    let (status, _) = app
+        .call("PATCH", &format!("{USERS}/{id}"), ACME, Some(patch))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(app.identity(&id)["state"], "active");
+
+    // DELETE deactivates (the default) and hides the user.
+    let (status, _) = app
+        .call("DELETE", &format!("{USERS}/{id}"), ACME, None)
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(app.identity(&id)["state"], "inactive");
+    let (status, body) = app.call("GET", &format!("{USERS}/{id}"), ACME, None).await;
+    assert_eq!(status, 404, "{body}");
+}
+
+#[actix_web::test]
+async fn removing_a_user_from_the_admins_group_lowers_the_role_and_revokes_sessions() {
+    let app = spawn().await;
+    let (_, user) = app.call("POST", USERS, ACME, Some(&ada())).await;
+    let id = user["id"].as_str().unwrap().to_owned();
+    let group = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+        "displayName": "Acme-Admins",
+        "members": [{"value": id}]
+    });
+    let (status, group) = app
+        .call("POST", GROUPS, ACME, Some(&group.to_string()))
+        .await;
+    assert_eq!(status, 201, "{group}");
+    assert_eq!(app.identity(&id)["traits"]["role"], "admin");
+    let gid = group["id"].as_str().unwrap().to_owned();
+
+    app.kratos.add_session(&id);
+    let patch = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "Remove", "path": "members", "value": [{"value": id}]}]
+    });
+    let (status, body) = app
+        .call(
+            "PATCH",
+            &format!("{GROUPS}/{gid}"),
+            ACME,
+            Some(&patch.to_string()),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(app.identity(&id)["traits"]["role"], "guest");
+    assert_eq!(app.sessions(&id).await, 0);
+    let (_, user) = app.call("GET", &format!("{USERS}/{id}"), ACME, None).await;
+    assert!(
+        user["groups"].as_array().is_none_or(Vec::is_empty),
+        "{user}"
+    );
+}
+
+#[actix_web::test]
+async fn another_providers_secret_sees_nothing_and_changes_nothing() {
+    let app = spawn().await;
+    let (_, user) = app.call("POST", USERS, ACME, Some(&ada())).await;
+    let id = user["id"].as_str().unwrap().to_owned();
+    let writes = app.kratos.writes().len();
+
+    // Globex's secret on Acme's endpoint, and a wrong secret: 401.
+    let (status, body) = app
+        .call("GET", &format!("{USERS}/{id}"), GLOBEX, None)
+        .await;
+    assert_eq!(status, 401, "{body}");
+    let (status, _) = app.call("GET", USERS, "wrong", None).await;
+    assert_eq!(status, 401);
+
+    // Acme's id on Globex's endpoint: 404, nothing of Acme in any answer, nothing written.
+    let globex_user = format!("/scim/v2/entra-globex/Users/{id}");
+    let (status, _) = app.call("GET", &globex_user, GLOBEX, None).await;
+    assert_eq!(status, 404);
+    let deactivate = r#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","path":"active","value":false}]}"#;
+    let (status, _) = app
+        .call("PATCH", &globex_user, GLOBEX, Some(deactivate))
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = app.call("DELETE", &globex_user, GLOBEX, None).await;
+    assert_eq!(status, 404);
+    let (status, list) = app
+        .call("GET", "/scim/v2/entra-globex/Users", GLOBEX, None)
+        .await;
+    assert_eq!((status, list["totalResults"].as_u64()), (200, Some(0)));
+    let group = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "G", "members": [{"value": id}]});
+    let (status, body) = app
+        .call(
+            "POST",
+            "/scim/v2/entra-globex/Groups",
+            GLOBEX,
+            Some(&group.to_string()),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(app.kratos.writes().len(), writes);
+    assert_eq!(app.identity(&id)["state"], "active");
+    let (_, groups) = app
+        .call("GET", "/scim/v2/entra-globex/Groups", GLOBEX, None)
+        .await;
+    assert_eq!(groups["totalResults"], 0);
+
+    // An unknown provider: 404.
+    let (status, _) = app.call("GET", "/scim/v2/nobody/Users", ACME, None).await;
+    assert_eq!(status, 404);
+}
+
+#[actix_web::test]
+async fn bad_input_is_a_scim_error_naming_it_and_nothing_is_written() {
+    let app = spawn().await;
+    let cases: [(&str, &str, u16, Option<&str>); 3] = [
+        ("POST", "{not json", 400, Some("invalidSyntax")),
+        (
+            "POST",
+            r#"{"schemas":["urn:example:nope"],"userName":"x"}"#,
+            400,
+            None,
+        ),
+        (
+            "POST",
+            r#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":7}"#,
+            400,
+            None,
+        ),
+    ];
+    for (method, body, status, scim_type) in cases {
+        let (got, answer) = app.call(method, USERS, ACME, Some(body)).await;
+        assert_eq!(got, status, "{body}: {answer}");
+        assert_eq!(
+            answer["schemas"][0],
+            "urn:ietf:params:scim:api:messages:2.0:Error"
+        );
+        if let Some(scim_type) = scim_type {
+            assert_eq!(answer["scimType"], scim_type, "{answer}");
+        }
+    }
+    let (status, answer) = app
+        .call(
+            "GET",
+            &format!("{USERS}?filter=userName%20zz%20%22x%22"),
+            ACME,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, answer["scimType"].as_str()),
+        (400, Some("invalidFilter"))
+    );
+    let big = format!(r#"{{"userName":"{}"}}"#, "x".repeat(8000));
+    let (status, _) = app.call("POST", USERS, ACME, Some(&big)).await;
+    assert_eq!(status, 413);
+    let (status, answer) = app.call("GET", "/scim/v2/okta-acme/Nope", ACME, None).await;
+    assert_eq!((status, answer["status"].as_str()), (404, Some("404")));
+    let (status, _) = app
+        .call("DELETE", "/scim/v2/okta-acme/Schemas", ACME, None)
+        .await;
+    assert_eq!(status, 405);
+    assert!(app.kratos.writes().is_empty());
+    let (status, _) = app
+        .call(
+            "GET",
+            "/scim/v2/okta-acme/ServiceProviderConfig",
+            ACME,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "the server keeps serving");
+}
