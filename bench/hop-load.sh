@@ -51,10 +51,12 @@ busy_ports() {
 
 say "cargo build --release; cargo bench --bench hop_load --no-run"
 cargo build --release
-cargo bench --bench hop_load --no-run
-# A private copy: other builds in this target directory must not swap the binary (or the mapper
-# workers it spawns from itself) in the middle of a run.
+DRIVER=$(cargo bench --bench hop_load --no-run 2>&1 | tee /dev/stderr | sed -n 's/.*Executable .*(\(.*\))$/\1/p' | tail -1)
+[[ -x $DRIVER ]] || die "cannot find the hop_load driver cargo built"
+# Private copies: other builds in this target directory must not swap the binaries (or the
+# mapper workers the server spawns from itself) in the middle of a run.
 cp "${CARGO_TARGET_DIR:-target}/release/kratos-jit" "$OUT/kratos-jit"
+cp "$DRIVER" "$OUT/hop_load"
 BIN=$OUT/kratos-jit
 KEY_ENV=()
 case $HOP_KEY in
@@ -108,7 +110,7 @@ for ((run = 1; run <= RUNS; run++)); do
   SERVER_PID=$!
   python3 bench/provision_load.py wait-http http://127.0.0.1:4480/health/alive --pid "$SERVER_PID" --timeout 60 ||
     { tail -20 "$OUT/server-$run.log" >&2; die "serve --dev did not start"; }
-  cargo bench -q --bench hop_load -- --rate "$RATE" --duration "$DURATION" --warmup "$WARMUP" \
+  "$OUT/hop_load" --rate "$RATE" --duration "$DURATION" --warmup "$WARMUP" \
     --update-share "$UPDATE_SHARE" --deps "$DEPS" --server-pid "$SERVER_PID" \
     --json "$OUT/run-$run.json" | tee -a "$OUT/summary.txt" ||
     echo "hop-load: run $run had failed logins (see run-$run.json, error_examples)" >&2

@@ -78,6 +78,12 @@ pub enum Denial {
         "the e-mail address or another unique value of this login already belongs to another identity in Kratos, which provider {provider} may not change; an administrator must resolve the duplicate"
     )]
     ValueTaken { provider: ProviderId },
+    /// The identity is deactivated in Kratos (`state: inactive`, for example by the IdP's SCIM
+    /// push); only the IdP's provisioning reactivates it, never a sign-in.
+    #[error(
+        "the identity is deactivated (state inactive); provider {provider} reactivates it only through provisioning (SCIM active: true)"
+    )]
+    Deactivated { provider: ProviderId },
 }
 
 fn link_reason(why: &LinkRefusal) -> &'static str {
@@ -126,6 +132,7 @@ impl Denial {
                 ..
             } => "linking_other_tenant",
             Denial::ValueTaken { .. } => "value_taken",
+            Denial::Deactivated { .. } => "deactivated",
         }
     }
 
@@ -155,6 +162,9 @@ impl Denial {
             }
             Denial::Linking { .. } | Denial::ValueTaken { .. } => {
                 "An account with this e-mail address already exists. Sign in the way you did before, or ask your administrator to connect it to your organisation's sign-in.".to_owned()
+            }
+            Denial::Deactivated { .. } => {
+                "Your account has been deactivated by your organisation. Please contact your administrator.".to_owned()
             }
         }
     }

@@ -18,6 +18,8 @@ use crate::mapper::MapperError;
 
 /// How many times a decision is re-taken after Kratos reported a concurrent change.
 const MAX_ROUNDS: usize = 3;
+/// Kratos's `state` of a deactivated identity.
+const INACTIVE: &str = "inactive";
 
 /// The result of mapping: usable, or refused with the output the mapper produced.
 enum Mapped {
@@ -214,6 +216,14 @@ impl<K: KratosAdmin> Run<'_, '_, K> {
             Ok(existing) => existing,
             Err(refused) => return Ok(refused),
         };
+        // A deactivated identity signs in again only after the IdP's provisioning reactivated
+        // it; a sign-in neither updates nor answers for it (Kratos refuses it too).
+        if !self.login.is_provisioning()
+            && existing.as_ref().is_some_and(|i| i.state == INACTIVE)
+        {
+            let provider = self.login.provider.id.clone();
+            return Ok(Outcome::denied(Denial::Deactivated { provider }, None));
+        }
         let mut mapping: Option<(Option<Identity>, MappedIdentity, Value)> = None;
         let mut holder: Option<Identity> = None;
         for _ in 0..MAX_ROUNDS {

@@ -22,6 +22,7 @@ mod id {
     pub const MAPPER: u64 = 4_170_009;
     pub const INCOMPLETE: u64 = 4_170_010;
     pub const BAD_REQUEST: u64 = 4_170_011;
+    pub const DEACTIVATED: u64 = 4_170_012;
 }
 
 /// A hook answer: status and JSON body (or no body for 204).
@@ -72,6 +73,7 @@ impl HookAnswer {
             Denial::MapperFailed { .. } | Denial::InvalidOutput { .. } => id::MISCONFIGURED,
             Denial::Schema(_) => id::INCOMPLETE,
             Denial::NoTenant { .. } | Denial::ForeignTenant { .. } => id::REFUSED,
+            Denial::Deactivated { .. } => id::DEACTIVATED,
         };
         Self::refuse(
             403,
