@@ -218,9 +218,7 @@ impl<K: KratosAdmin> Run<'_, '_, K> {
         };
         // A deactivated identity signs in again only after the IdP's provisioning reactivated
         // it; a sign-in neither updates nor answers for it (Kratos refuses it too).
-        if !self.login.is_provisioning()
-            && existing.as_ref().is_some_and(|i| i.state == INACTIVE)
-        {
+        if !self.login.is_provisioning() && existing.as_ref().is_some_and(|i| i.state == INACTIVE) {
             let provider = self.login.provider.id.clone();
             return Ok(Outcome::denied(Denial::Deactivated { provider }, None));
         }

@@ -347,3 +347,68 @@ async fn bad_input_is_a_scim_error_naming_it_and_nothing_is_written() {
         .await;
     assert_eq!(status, 200, "the server keeps serving");
 }
+
+impl App {
+    /// An SSO login of `claims` through `POST /v1/provision` (a trusted caller's raw claims).
+    async fn sso_login(&self, claims: &Value) -> (u16, Value) {
+        let response = self
+            .client
+            .post(format!("{}/v1/provision", self.address))
+            .header("Authorization", "Bearer trusted-0123456789")
+            .header("Content-Type", "application/json")
+            .body(json!({"provider": "okta-acme", "claims": claims}).to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+}
+
+fn acme_claims(case: &str) -> Value {
+    let path = format!(
+        "{}/mappers/okta-acme/tests/{case}.claims.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[actix_web::test]
+async fn the_seed_lifecycle_scim_creates_sso_finds_it_deactivation_refuses_the_next_login() {
+    let app = spawn().await;
+    // SCIM creates the user; the first SSO login of the same subject finds that identity.
+    let (status, created) = app.call("POST", USERS, ACME, Some(&ada())).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let (status, answer) = app.sso_login(&acme_claims("admin")).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["identity_id"], id.as_str(), "{answer}");
+    assert_eq!(app.kratos.identities().len(), 1, "no second identity");
+
+    // Deactivated over SCIM: inactive, sessions gone, and the next login is refused with
+    // nothing written.
+    app.kratos.add_session(&id);
+    let patch = r#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","value":{"active":false}}]}"#;
+    let (status, _) = app
+        .call("PATCH", &format!("{USERS}/{id}"), ACME, Some(patch))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(app.sessions(&id).await, 0);
+    let before = app.identity(&id);
+    assert_eq!(before["state"], "inactive");
+    let (status, answer) = app.sso_login(&acme_claims("demoted")).await;
+    assert_eq!(status, 403, "{answer}");
+    assert!(answer.to_string().contains("deactivated"), "{answer}");
+    assert_eq!(app.identity(&id), before, "nothing written");
+    assert_eq!(app.kratos.identities().len(), 1);
+
+    // Reactivated over SCIM: the user signs in again.
+    let patch = r#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","path":"active","value":true}]}"#;
+    let (status, _) = app
+        .call("PATCH", &format!("{USERS}/{id}"), ACME, Some(patch))
+        .await;
+    assert_eq!(status, 200);
+    let (status, answer) = app.sso_login(&acme_claims("admin")).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["identity_id"], id.as_str());
+}
