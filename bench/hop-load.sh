@@ -15,9 +15,10 @@
 #   DEPS=true          also time the callback's dependency calls directly (the `deps` phase)
 #   HOP_KEY=ES256      ES256 or RS256: a key generated for the run (kratos-jit keys generate);
 #                      dev: the committed RS256 development key (dev/hop-signing-key.pem)
-#   UPSTREAM_ALG=RS256 how the embedded upstream double signs (serve --dev --dev-upstream-alg):
-#                      RS256 as Ory Polis, Okta and Entra ID do, or ES256 (cheaper for the
-#                      double, which shares the two cores)
+#   UPSTREAM_ALG=ES256 how the embedded upstream double signs (serve --dev --dev-upstream-alg):
+#                      ES256 (its signatures cost the double, which shares the two cores with
+#                      the sidecar, little; the sidecar verifies ES256, which costs it more than
+#                      RS256), or RS256 as Ory Polis, Okta and Entra ID sign
 #   OUT=<new temp dir> where server logs, run-<n>.json and summary.md go
 set -euo pipefail
 
@@ -34,7 +35,7 @@ RUNS=${RUNS:-3}
 UPDATE_SHARE=${UPDATE_SHARE:-0.1}
 DEPS=${DEPS:-true}
 HOP_KEY=${HOP_KEY:-ES256}
-UPSTREAM_ALG=${UPSTREAM_ALG:-RS256}
+UPSTREAM_ALG=${UPSTREAM_ALG:-ES256}
 OUT=${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/kratos-jit-hop-bench.XXXXXX")}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
