@@ -229,6 +229,38 @@ async fn kratos_failing_between_two_members_of_a_group_change_converges_on_retry
 }
 
 #[actix_web::test]
+async fn kratos_slower_than_the_deadline_is_503_its_late_writes_never_put_the_store_ahead() {
+    let app = spawn_quick().await;
+    let id = app.send("POST", USERS, ACME, &ada()).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.kratos.add_session(&id);
+    let at = format!("{USERS}/{id}");
+    // Each attempt times out after 1 s, but the stand-in still applies it afterwards: the
+    // outcome of a timed-out call is unknown to kratos-jit.
+    app.kratos
+        .set_fault(Fault::Delay(Duration::from_millis(1500)));
+    let started = std::time::Instant::now();
+    let reply = app.send("PATCH", &at, ACME, &deactivation()).await;
+    assert_retry_later(&reply);
+    assert!(started.elapsed() < Duration::from_secs(9), "bounded time");
+    app.kratos.set_fault(Fault::None);
+    tokio::time::sleep(Duration::from_millis(1600)).await; // late writes land
+    assert_eq!(
+        stored_active(&app, &id).await,
+        true,
+        "the store is not ahead"
+    );
+
+    let reply = app.send("PATCH", &at, ACME, &deactivation()).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(app.identity(&id)["state"], "inactive");
+    assert_eq!(app.sessions(&id).await, 0);
+    assert_eq!(stored_active(&app, &id).await, false);
+}
+
+#[actix_web::test]
 async fn kratos_failing_on_a_user_delete_keeps_the_user_and_the_retry_deletes() {
     let app = spawn_quick().await;
     let id = app.send("POST", USERS, ACME, &ada()).await.body["id"]
