@@ -494,3 +494,46 @@ async fn entra_a_user_name_or_external_id_another_user_holds_is_409_and_kratos_i
     let (_, after) = entra.get(&user_path, &[]).await;
     assert_eq!(after, stored);
 }
+
+#[actix_web::test]
+async fn entra_manager_reference_is_added_and_found_by_its_reference_check() {
+    let app = spawn().await;
+    for mode in [Mode::Legacy, Mode::Flag] {
+        let entra = Entra { app: &app, mode };
+        let (bob_login, carol_login) = match mode {
+            Mode::Legacy => ("bob@globex.example", "carol@globex.example"),
+            Mode::Flag => ("bob2@globex.example", "carol2@globex.example"),
+        };
+        let suffix = if mode == Mode::Flag { "2" } else { "1" };
+        let bob = entra
+            .provision(bob_login, &format!("b0b-object-{suffix}"), "Bob")
+            .await;
+        let carol = entra
+            .provision(carol_login, &format!("ca01-object-{suffix}"), "Carol")
+            .await;
+        // The reference check before the update: no match yet.
+        let check = format!("id eq \"{bob}\" and {ENTERPRISE}:manager.value eq \"{carol}\"");
+        let (status, list) = entra.get("Users", &[("filter", &check)]).await;
+        assert_eq!(status, 200, "{list}");
+        assert_list(&list, 0, 1, 0);
+        let add = patch(
+            json!([{"op": entra.op("add"), "path": format!("{ENTERPRISE}:manager"),
+            "value": [{"$ref": null, "value": carol}]}]),
+        );
+        let reply = entra.send("PATCH", &format!("Users/{bob}"), &add).await;
+        assert!(matches!(reply.status, 200 | 204), "{}", reply.text);
+        let (_, user) = entra.get(&format!("Users/{bob}"), &[]).await;
+        assert_eq!(
+            user[ENTERPRISE]["manager"]["value"],
+            carol.as_str(),
+            "{user}"
+        );
+        let (_, list) = entra.get("Users", &[("filter", &check)]).await;
+        assert_list(&list, 1, 1, 1);
+        // The short form Entra's tutorial shows: the extension attribute named alone.
+        let short = format!("id eq \"{bob}\" and manager eq \"{carol}\"");
+        let (status, list) = entra.get("Users", &[("filter", &short)]).await;
+        assert_eq!(status, 200, "{list}");
+        assert_list(&list, 1, 1, 1);
+    }
+}
