@@ -14,6 +14,9 @@
 //!   store records the membership. A fault in between leaves the store behind Kratos, never a
 //!   deactivated user able to sign in, and the same request retried converges (each step is
 //!   idempotent).
+//! - **Clashes before Kratos.** A `userName`/`externalId` (a group's `displayName`/`externalId`)
+//!   that another resource of the provider holds is a 409 found in the store before any Kratos
+//!   call, so a refused write never re-maps an identity the store then does not record.
 //! - **Isolation.** Every store call is keyed by the provider; a Kratos identity is touched only
 //!   once the store says it is this provider's user (or the use case found it by this provider's
 //!   credential), so another provider's id is a 404 or an `invalidValue`, never read or written.
@@ -26,7 +29,7 @@ use serde_json::{Map, Value};
 use super::meta;
 use super::resource;
 use super::{IndexKey, ListQuery, Projection, ResourceKind, ScimError, apply_patch, list_response};
-use crate::domain::{Denial, IdentityId, OnDelete, ScimGroup, ScimInput};
+use crate::domain::{Denial, IdentityId, OnDelete, ScimGroup, ScimInput, ScimSubject};
 use crate::kratos::{KratosAdmin, KratosError};
 use crate::login::{Action, Current, Login, LoginError, Logins};
 use crate::provider::Provider;
@@ -333,27 +336,150 @@ impl<K: KratosAdmin> ScimService<'_, K> {
         }
     }
 
+    /// Refuses a `userName` or `externalId` that another user of this provider (not `except`)
+    /// holds. Checked before Kratos is touched: the store would refuse the clash only after the
+    /// identity had been re-mapped, leaving Kratos with attributes no SCIM user has.
+    async fn check_user_unique(
+        &self,
+        resource: &Value,
+        except: Option<IdentityId>,
+    ) -> Result<(), ScimError> {
+        let others = |users: Option<Vec<StoredUser>>| {
+            users
+                .unwrap_or_default()
+                .into_iter()
+                .filter(move |u| Some(u.id) != except)
+        };
+        if let Some(name) = resource::user_name(resource) {
+            let taken = self
+                .store
+                .users_by(&self.provider.id, IndexKey::UserName, name)
+                .await
+                .map_err(store_error)?;
+            if others(taken).any(|u| u.user_name.eq_ignore_ascii_case(name)) {
+                return Err(ScimError::uniqueness(
+                    "a user with this userName already exists for this provider",
+                ));
+            }
+        }
+        if let Some(external_id) = resource::external_id(resource) {
+            let taken = self
+                .store
+                .users_by(&self.provider.id, IndexKey::ExternalId, external_id)
+                .await
+                .map_err(store_error)?;
+            if others(taken).any(|u| u.external_id.as_deref() == Some(external_id)) {
+                return Err(ScimError::uniqueness(
+                    "a user with this externalId already exists for this provider",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses a new user whose SSO subject (`[scim] subject`) another user of this provider
+    /// already has: the login use case would adopt that user's identity, and the store would
+    /// record the new user under the other one's id. `userName` and `externalId` subjects are
+    /// covered by [`Self::check_user_unique`]; an e-mail subject is looked up here.
+    async fn check_subject_free(&self, resource: &Value) -> Result<(), ScimError> {
+        let setting = self.provider.settings.scim.subject;
+        if setting != ScimSubject::PrimaryEmail {
+            return Ok(());
+        }
+        let subject_of = |resource: &Value| {
+            ScimInput::new(object(resource), &[])
+                .subject(setting)
+                .ok()
+                .map(|s| s.as_str().to_owned())
+        };
+        // Without a subject the use case refuses the user itself.
+        let Some(subject) = subject_of(resource) else {
+            return Ok(());
+        };
+        let holders = self
+            .store
+            .users_by(&self.provider.id, IndexKey::Email, &subject)
+            .await
+            .map_err(store_error)?
+            .unwrap_or_default();
+        if holders
+            .iter()
+            .any(|u| subject_of(&u.resource).as_deref() == Some(subject.as_str()))
+        {
+            return Err(ScimError::uniqueness(
+                "another user of this provider has the same SSO subject (email)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The group counterpart of [`Self::check_user_unique`]: `displayName` and `externalId`.
+    async fn check_group_unique(
+        &self,
+        group: &StoredGroup,
+        except: Option<GroupId>,
+    ) -> Result<(), ScimError> {
+        let others = |groups: Option<Vec<StoredGroup>>| {
+            groups
+                .unwrap_or_default()
+                .into_iter()
+                .filter(move |g| Some(g.id) != except)
+        };
+        let taken = self
+            .store
+            .groups_by(
+                &self.provider.id,
+                IndexKey::DisplayName,
+                &group.display_name,
+            )
+            .await
+            .map_err(store_error)?;
+        if others(taken).any(|g| g.display_name.eq_ignore_ascii_case(&group.display_name)) {
+            return Err(ScimError::uniqueness(
+                "a group with this displayName already exists for this provider",
+            ));
+        }
+        if let Some(external_id) = &group.external_id {
+            let taken = self
+                .store
+                .groups_by(&self.provider.id, IndexKey::ExternalId, external_id)
+                .await
+                .map_err(store_error)?;
+            if others(taken).any(|g| g.external_id.as_ref() == Some(external_id)) {
+                return Err(ScimError::uniqueness(
+                    "a group with this externalId already exists for this provider",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     // ----- Users -----
 
     /// `POST /Users`: 201 with the user. An identity an SSO login created earlier (holding this
     /// provider's credential for the same subject) is adopted, never duplicated.
     pub async fn create_user(&self, body: &Value) -> Result<Value, ScimError> {
         let resource = resource::validate(ResourceKind::User, body)?;
-        if let Some(name) = resource::user_name(&resource) {
-            let taken = self
-                .store
-                .users_by(&self.provider.id, IndexKey::UserName, name)
-                .await
-                .map_err(store_error)?;
-            if taken
-                .is_some_and(|users| users.iter().any(|u| u.user_name.eq_ignore_ascii_case(name)))
-            {
-                return Err(ScimError::uniqueness(
-                    "a user with this userName already exists for this provider",
-                ));
-            }
-        }
+        self.check_user_unique(&resource, None).await?;
+        self.check_subject_free(&resource).await?;
         let id = self.map_user(&resource, &[], Current::ByCredential).await?;
+        // Unreachable but for a race with another create: never record this user over another
+        // one's id.
+        if self
+            .store
+            .user(&self.provider.id, id)
+            .await
+            .map_err(store_error)?
+            .is_some()
+        {
+            tracing::warn!(
+                provider = self.provider.id.as_str(),
+                "A SCIM create found an identity another SCIM user of this provider holds."
+            );
+            return Err(ScimError::uniqueness(
+                "another user of this provider has the same SSO subject",
+            ));
+        }
         // An adopted identity may have been deactivated by an earlier DELETE: `None` makes
         // `active: true` reactivate it.
         self.apply_active(&id, resource::active(&resource), None)
@@ -411,6 +537,7 @@ impl<K: KratosAdmin> ScimService<'_, K> {
         resource: Value,
         expected: Option<u64>,
     ) -> Result<Value, ScimError> {
+        self.check_user_unique(&resource, Some(current.id)).await?;
         let memberships = self
             .store
             .groups_of(&self.provider.id, current.id)
@@ -582,23 +709,8 @@ impl<K: KratosAdmin> ScimService<'_, K> {
         affected.extend(before.iter().filter(|m| !members.contains(m)).copied());
         affected.sort();
         affected.dedup();
-        if current.is_none() {
-            // The display name must be free before anyone is re-mapped into the group.
-            let taken = self
-                .store
-                .groups_by(&self.provider.id, IndexKey::DisplayName, &next.display_name)
-                .await
-                .map_err(store_error)?;
-            if taken.is_some_and(|groups| {
-                groups
-                    .iter()
-                    .any(|g| g.display_name.eq_ignore_ascii_case(&next.display_name))
-            }) {
-                return Err(ScimError::uniqueness(
-                    "a group with this displayName already exists for this provider",
-                ));
-            }
-        }
+        // The name must be free before anyone is re-mapped into (or under) it.
+        self.check_group_unique(&next, Some(id)).await?;
         self.remap(id, Some((resource, &members)), &affected)
             .await?;
         let stored = self

@@ -38,7 +38,7 @@ pub(crate) async fn dispatch(
         query: request.query_string().to_owned(),
         body: logged_body(&body),
     });
-    let response = match state.request_fault() {
+    let response = match state.request_fault(request.method().as_str(), request.path()) {
         RequestFault::Fail(code) => error_response(&ApiError::status(code)),
         RequestFault::Delay(delay) => {
             actix_web::rt::time::sleep(delay).await;

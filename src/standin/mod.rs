@@ -25,8 +25,9 @@
 //!
 //! [`upstream`] is its companion for the claims hop: an upstream OpenID Provider double.
 //!
-//! Tests steer it with [`Fault`]s: failing the next requests, delaying every request, or
-//! refusing connections until the fault is cleared (the same port is bound again).
+//! Tests steer it with [`Fault`]s: failing the next requests (all, or those of one method and
+//! path), delaying every request, or refusing connections until the fault is cleared (the same
+//! port is bound again).
 //!
 //! ```no_run
 //! use kratos_jit::standin::{Fault, StandIn};
@@ -84,6 +85,16 @@ pub enum Fault {
     /// The next `count` requests get this status with Kratos's error envelope (e.g. 500, 503, 429)
     /// and change nothing.
     FailNext {
+        count: u32,
+        status: u16,
+    },
+    /// The next `count` requests whose method is `method` (any, when `None`) and whose path
+    /// ends with `path_suffix` get this status and change nothing; other requests are served.
+    /// With a `count` larger than the client's retries, the failure lasts until it is cleared:
+    /// e.g. one identity's writes, or `DELETE …/sessions`, fail in the middle of a sequence.
+    FailMatching {
+        method: Option<String>,
+        path_suffix: String,
         count: u32,
         status: u16,
     },

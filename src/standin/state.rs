@@ -63,11 +63,30 @@ pub(crate) enum LoopStatus {
 }
 
 /// The per-request part of a [`Fault`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum ActiveFault {
     None,
-    FailNext { remaining: u32, status: u16 },
+    FailNext {
+        remaining: u32,
+        status: u16,
+    },
+    FailMatching {
+        method: Option<String>,
+        path_suffix: String,
+        remaining: u32,
+        status: u16,
+    },
     Delay(Duration),
+}
+
+/// A status that is not an error status still gets the envelope; one that is not an HTTP
+/// status at all becomes a 500.
+fn valid_status(status: u16) -> u16 {
+    if (100..=999).contains(&status) {
+        status
+    } else {
+        500
+    }
 }
 
 /// What the dispatcher must do with the request it just received.
@@ -188,6 +207,21 @@ impl StandInState {
                 },
                 Mode::Listen,
             ),
+            Fault::FailMatching { count: 0, .. } => (ActiveFault::None, Mode::Listen),
+            Fault::FailMatching {
+                method,
+                path_suffix,
+                count,
+                status,
+            } => (
+                ActiveFault::FailMatching {
+                    method,
+                    path_suffix,
+                    remaining: count,
+                    status,
+                },
+                Mode::Listen,
+            ),
             Fault::Delay(delay) => (ActiveFault::Delay(delay), Mode::Listen),
             Fault::RefuseConnections => (ActiveFault::None, Mode::Refuse),
         };
@@ -227,25 +261,41 @@ impl StandInState {
         log.push_back(request);
     }
 
-    /// Consumes one unit of the active fault for an incoming request.
-    pub(crate) fn request_fault(&self) -> RequestFault {
+    /// Consumes one unit of the active fault for an incoming request of `method` on `path`.
+    pub(crate) fn request_fault(&self, method: &str, path: &str) -> RequestFault {
         let mut fault = lock(&self.shared.fault);
-        match *fault {
+        match &mut *fault {
             ActiveFault::None => RequestFault::None,
-            ActiveFault::Delay(delay) => RequestFault::Delay(delay),
+            ActiveFault::Delay(delay) => RequestFault::Delay(*delay),
             ActiveFault::FailNext { remaining, status } => {
-                *fault = if remaining > 1 {
-                    ActiveFault::FailNext {
-                        remaining: remaining - 1,
-                        status,
-                    }
+                let status = valid_status(*status);
+                if *remaining > 1 {
+                    *remaining -= 1;
                 } else {
-                    ActiveFault::None
-                };
-                // A status that is not an error status still gets the envelope; one that is not
-                // an HTTP status at all becomes a 500.
-                let valid = (100..=999).contains(&status);
-                RequestFault::Fail(if valid { status } else { 500 })
+                    *fault = ActiveFault::None;
+                }
+                RequestFault::Fail(status)
+            }
+            ActiveFault::FailMatching {
+                method: wanted,
+                path_suffix,
+                remaining,
+                status,
+            } => {
+                let matches = wanted
+                    .as_deref()
+                    .is_none_or(|m| m.eq_ignore_ascii_case(method))
+                    && path.ends_with(path_suffix.as_str());
+                if !matches {
+                    return RequestFault::None;
+                }
+                let status = valid_status(*status);
+                if *remaining > 1 {
+                    *remaining -= 1;
+                } else {
+                    *fault = ActiveFault::None;
+                }
+                RequestFault::Fail(status)
             }
         }
     }
@@ -309,9 +359,60 @@ mod tests {
             count: 2,
             status: 503,
         });
-        assert_eq!(state.request_fault(), RequestFault::Fail(503));
-        assert_eq!(state.request_fault(), RequestFault::Fail(503));
-        assert_eq!(state.request_fault(), RequestFault::None);
+        assert_eq!(
+            state.request_fault("GET", "/admin/identities"),
+            RequestFault::Fail(503)
+        );
+        assert_eq!(
+            state.request_fault("GET", "/admin/identities"),
+            RequestFault::Fail(503)
+        );
+        assert_eq!(
+            state.request_fault("GET", "/admin/identities"),
+            RequestFault::None
+        );
+    }
+
+    #[test]
+    fn fail_matching_fails_only_the_matching_requests() {
+        let state = StandInState::new();
+        state.set_fault(Fault::FailMatching {
+            method: Some("DELETE".into()),
+            path_suffix: "/sessions".into(),
+            count: 2,
+            status: 500,
+        });
+        let sessions = "/admin/identities/x/sessions";
+        assert_eq!(state.request_fault("GET", sessions), RequestFault::None);
+        assert_eq!(
+            state.request_fault("PATCH", "/admin/identities/x"),
+            RequestFault::None
+        );
+        assert_eq!(
+            state.request_fault("delete", sessions),
+            RequestFault::Fail(500)
+        );
+        assert_eq!(
+            state.request_fault("DELETE", sessions),
+            RequestFault::Fail(500)
+        );
+        assert_eq!(state.request_fault("DELETE", sessions), RequestFault::None);
+        state.set_fault(Fault::FailMatching {
+            method: None,
+            path_suffix: "/x".into(),
+            count: 5,
+            status: 503,
+        });
+        assert_eq!(
+            state.request_fault("PUT", "/admin/identities/x"),
+            RequestFault::Fail(503)
+        );
+        assert_eq!(state.request_fault("PUT", sessions), RequestFault::None);
+        state.set_fault(Fault::None);
+        assert_eq!(
+            state.request_fault("PUT", "/admin/identities/x"),
+            RequestFault::None
+        );
     }
 
     #[test]
@@ -321,7 +422,10 @@ mod tests {
             count: 1,
             status: 42,
         });
-        assert_eq!(state.request_fault(), RequestFault::Fail(500));
+        assert_eq!(
+            state.request_fault("GET", "/admin/identities"),
+            RequestFault::Fail(500)
+        );
     }
 
     #[test]

@@ -1,122 +1,23 @@
 //! The SCIM endpoints of `serve`'s application against the Kratos stand-in, store on
-//! `sqlite::memory:`.
+//! `sqlite::memory:` (and, in `postgres`, on PostgreSQL).
+//!
+//! - `okta`: Okta's documented user lifecycle and group push (docs/scim.md §2).
+//! - `entra`: Entra ID's sequences, with and without `aadOptscim062020` (docs/scim.md §3).
+//! - `faults`: Kratos or the database failing before or in the middle of a request.
+//! - `postgres`: the round trip and isolation tests below on PostgreSQL.
+//! - `on_delete`: `DELETE /Users` with `[scim] on_delete = "delete"`.
 
-use kratos_jit::config;
-use kratos_jit::http::{Application, open_scim_store};
-use kratos_jit::mapper::WorkerProgram;
-use kratos_jit::provider::Providers;
-use kratos_jit::standin::StandIn;
+mod common;
+mod entra;
+mod faults;
+mod okta;
+mod on_delete;
+mod postgres;
+
+use common::{ACME, App, GLOBEX, GROUPS, USERS, spawn};
 use serde_json::{Value, json};
 
-const ACME: &str = "acme-scim-secret-0123456789";
-const GLOBEX: &str = "globex-scim-secret-0123456789";
-
-struct App {
-    address: String,
-    kratos: StandIn,
-    client: reqwest::Client,
-}
-
-async fn spawn() -> App {
-    let kratos = StandIn::start().expect("stand-in starts");
-    let env: Vec<(String, String)> = [
-        ("KRATOS_JIT__LISTEN", "127.0.0.1:0".to_owned()),
-        (
-            "KRATOS_JIT__PROVIDERS",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/mappers").to_owned(),
-        ),
-        ("KRATOS_JIT__KRATOS__ADMIN_URL", kratos.base_url()),
-        (
-            "KRATOS_JIT__API__TRUSTED_SECRETS",
-            "trusted-0123456789".to_owned(),
-        ),
-        ("KRATOS_JIT__MAPPER__WORKERS", "2".to_owned()),
-        (
-            "KRATOS_JIT__SCIM__DATABASE_URL",
-            "sqlite::memory:".to_owned(),
-        ),
-        ("KRATOS_JIT__SCIM__MAX_BODY_BYTES", "4096".to_owned()),
-    ]
-    .map(|(k, v)| (k.to_owned(), v))
-    .into();
-    let mut config = config::load_from(None, env).unwrap_or_else(|e| panic!("{e:?}"));
-    let (providers, _) = Providers::load(&config.providers).unwrap_or_else(|e| panic!("{e:?}"));
-    config.scim.dev_secrets = kratos_jit::serve::dev_scim_secrets(&providers)
-        .into_iter()
-        .map(|(name, _)| {
-            let secret = if name.contains("OKTA_ACME") {
-                ACME
-            } else {
-                GLOBEX
-            };
-            (name, kratos_jit::secret::Secret::new(secret))
-        })
-        .collect();
-    let store = open_scim_store(&config).await.unwrap();
-    let app = Application::build_with_store(
-        &config,
-        providers,
-        WorkerProgram::new(env!("CARGO_BIN_EXE_kratos-jit")),
-        store,
-    )
-    .unwrap();
-    let address = format!("http://127.0.0.1:{}", app.port());
-    actix_web::rt::spawn(app.run_until_stopped());
-    App {
-        address,
-        kratos,
-        client: reqwest::Client::new(),
-    }
-}
-
-impl App {
-    async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        secret: &str,
-        body: Option<&str>,
-    ) -> (u16, Value) {
-        let url = format!("{}{path}", self.address);
-        let mut request = self
-            .client
-            .request(method.parse().unwrap(), url)
-            .header("Authorization", format!("Bearer {secret}"));
-        if let Some(body) = body {
-            request = request
-                .header("Content-Type", "application/scim+json")
-                .body(body.to_owned());
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    async fn sessions(&self, id: &str) -> usize {
-        let url = format!("{}/admin/identities/{id}/sessions", self.kratos.base_url());
-        let answer: Value = self
-            .client
-            .get(url)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        answer.as_array().map_or(0, Vec::len)
-    }
-
-    fn identity(&self, id: &str) -> Value {
-        self.kratos
-            .identities()
-            .into_iter()
-            .find(|i| i["id"] == id)
-            .unwrap_or(Value::Null)
-    }
-}
-
-fn ada() -> String {
+pub(crate) fn ada() -> String {
     json!({
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
         "userName": "ada@acme.example",
@@ -128,12 +29,12 @@ fn ada() -> String {
     .to_string()
 }
 
-const USERS: &str = "/scim/v2/okta-acme/Users";
-const GROUPS: &str = "/scim/v2/okta-acme/Groups";
-
 #[actix_web::test]
 async fn a_user_round_trip_creates_finds_deactivates_reactivates_and_deletes() {
-    let app = spawn().await;
+    user_round_trip(spawn().await).await;
+}
+
+pub(crate) async fn user_round_trip(app: App) {
     let (status, created) = app.call("POST", USERS, ACME, Some(&ada())).await;
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_str().unwrap().to_owned();
@@ -196,7 +97,10 @@ async fn a_user_round_trip_creates_finds_deactivates_reactivates_and_deletes() {
 
 #[actix_web::test]
 async fn removing_a_user_from_the_admins_group_lowers_the_role_and_revokes_sessions() {
-    let app = spawn().await;
+    group_demotion(spawn().await).await;
+}
+
+pub(crate) async fn group_demotion(app: App) {
     let (_, user) = app.call("POST", USERS, ACME, Some(&ada())).await;
     let id = user["id"].as_str().unwrap().to_owned();
     let group = json!({
@@ -236,7 +140,10 @@ async fn removing_a_user_from_the_admins_group_lowers_the_role_and_revokes_sessi
 
 #[actix_web::test]
 async fn another_providers_secret_sees_nothing_and_changes_nothing() {
-    let app = spawn().await;
+    isolation(spawn().await).await;
+}
+
+pub(crate) async fn isolation(app: App) {
     let (_, user) = app.call("POST", USERS, ACME, Some(&ada())).await;
     let id = user["id"].as_str().unwrap().to_owned();
     let writes = app.kratos.writes().len();
@@ -288,7 +195,10 @@ async fn another_providers_secret_sees_nothing_and_changes_nothing() {
 
 #[actix_web::test]
 async fn bad_input_is_a_scim_error_naming_it_and_nothing_is_written() {
-    let app = spawn().await;
+    bad_input(spawn().await).await;
+}
+
+pub(crate) async fn bad_input(app: App) {
     let cases: [(&str, &str, u16, Option<&str>); 3] = [
         ("POST", "{not json", 400, Some("invalidSyntax")),
         (
@@ -348,24 +258,7 @@ async fn bad_input_is_a_scim_error_naming_it_and_nothing_is_written() {
     assert_eq!(status, 200, "the server keeps serving");
 }
 
-impl App {
-    /// An SSO login of `claims` through `POST /v1/provision` (a trusted caller's raw claims).
-    async fn sso_login(&self, claims: &Value) -> (u16, Value) {
-        let response = self
-            .client
-            .post(format!("{}/v1/provision", self.address))
-            .header("Authorization", "Bearer trusted-0123456789")
-            .header("Content-Type", "application/json")
-            .body(json!({"provider": "okta-acme", "claims": claims}).to_string())
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-}
-
-fn acme_claims(case: &str) -> Value {
+pub(crate) fn acme_claims(case: &str) -> Value {
     let path = format!(
         "{}/mappers/okta-acme/tests/{case}.claims.json",
         env!("CARGO_MANIFEST_DIR")
@@ -375,12 +268,15 @@ fn acme_claims(case: &str) -> Value {
 
 #[actix_web::test]
 async fn the_seed_lifecycle_scim_creates_sso_finds_it_deactivation_refuses_the_next_login() {
-    let app = spawn().await;
+    seed_lifecycle(spawn().await).await;
+}
+
+pub(crate) async fn seed_lifecycle(app: App) {
     // SCIM creates the user; the first SSO login of the same subject finds that identity.
     let (status, created) = app.call("POST", USERS, ACME, Some(&ada())).await;
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_str().unwrap().to_owned();
-    let (status, answer) = app.sso_login(&acme_claims("admin")).await;
+    let (status, answer) = app.sso_login("okta-acme", &acme_claims("admin")).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["identity_id"], id.as_str(), "{answer}");
     assert_eq!(app.kratos.identities().len(), 1, "no second identity");
@@ -396,7 +292,7 @@ async fn the_seed_lifecycle_scim_creates_sso_finds_it_deactivation_refuses_the_n
     assert_eq!(app.sessions(&id).await, 0);
     let before = app.identity(&id);
     assert_eq!(before["state"], "inactive");
-    let (status, answer) = app.sso_login(&acme_claims("demoted")).await;
+    let (status, answer) = app.sso_login("okta-acme", &acme_claims("demoted")).await;
     assert_eq!(status, 403, "{answer}");
     assert!(answer.to_string().contains("deactivated"), "{answer}");
     assert_eq!(app.identity(&id), before, "nothing written");
@@ -408,7 +304,7 @@ async fn the_seed_lifecycle_scim_creates_sso_finds_it_deactivation_refuses_the_n
         .call("PATCH", &format!("{USERS}/{id}"), ACME, Some(patch))
         .await;
     assert_eq!(status, 200);
-    let (status, answer) = app.sso_login(&acme_claims("admin")).await;
+    let (status, answer) = app.sso_login("okta-acme", &acme_claims("admin")).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["identity_id"], id.as_str());
 }
