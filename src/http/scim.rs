@@ -207,7 +207,8 @@ async fn handle(
         actix_web::http::Method::POST
             | actix_web::http::Method::PUT
             | actix_web::http::Method::PATCH
-    ) {
+    ) && !rest.first().is_some_and(|s| discovery::is_endpoint(s))
+    {
         match read_body(&request, payload, scim.max_body_bytes, state.body_timeout).await {
             Ok(bytes) => match crate::domain::input::parse(&bytes) {
                 Ok(value) => Some(value),
@@ -293,6 +294,7 @@ async fn route<K: KratosAdmin>(
     use actix_web::http::Method;
     let method = request.method().clone();
     let base = service.base_url;
+    let subject = service.provider.settings.scim.subject.as_str();
     let get_only = |value: Option<Value>| -> Result<(u16, Value), ScimError> {
         if method != Method::GET {
             return Err(method_not_allowed());
@@ -313,8 +315,8 @@ async fn route<K: KratosAdmin>(
         }
         ["ResourceTypes"] => get_only(Some(discovery::resource_types(base))),
         ["ResourceTypes", id] => get_only(discovery::resource_type_by_id(base, id)),
-        ["Schemas"] => get_only(Some(discovery::schemas(base))),
-        ["Schemas", id] => get_only(discovery::schema_by_id(base, id)),
+        ["Schemas"] => get_only(Some(discovery::schemas(base, subject))),
+        ["Schemas", id] => get_only(discovery::schema_by_id(base, id, subject)),
         [".search"] => {
             if method != Method::POST {
                 return Err(method_not_allowed());

@@ -6,11 +6,17 @@
 //! Advertised: PATCH yes; bulk no; filter yes with `maxResults`; changePassword no (a SCIM
 //! password is never stored); sort no (`sortBy` is ignored); ETag yes ([`super::meta`] provides
 //! the versions and `If-Match`); one `oauthbearertoken` scheme.
+//!
+//! `/Schemas` is per provider in one respect: the attribute its `[scim] subject` names (the SSO
+//! subject, `userName` by default) is published `immutable`, because the service refuses to
+//! change it once the user is provisioned (400 `mutability`: a new subject would orphan the
+//! identity's SSO credential). RFC 7643 §7 `immutable` says exactly that: set at creation or
+//! in a PUT with the same value, never updated.
 
 use serde_json::{Value, json};
 
 use super::query::list_response;
-use super::schema::{ALL_SCHEMAS, ResourceKind, Schema};
+use super::schema::{ALL_SCHEMAS, Mutability, ResourceKind, Schema, USER_URN};
 
 const SPC_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig";
 const RESOURCE_TYPE_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:ResourceType";
@@ -18,6 +24,16 @@ const SCHEMA_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:Schema";
 
 fn base(base_url: &str) -> &str {
     base_url.trim_end_matches('/')
+}
+
+/// Whether `segment`, the first path segment under a provider's SCIM base, names a discovery
+/// endpoint. Those answer GET only; any other method is 405 whatever the body (RFC 7644 §4),
+/// so the HTTP layer must not refuse a missing or malformed body first.
+pub fn is_endpoint(segment: &str) -> bool {
+    matches!(
+        segment,
+        "ServiceProviderConfig" | "ResourceTypes" | "Schemas"
+    )
 }
 
 /// `GET /ServiceProviderConfig`.
@@ -88,14 +104,27 @@ pub fn resource_types(base_url: &str) -> Value {
     list_response(all.len(), 1, all)
 }
 
-/// One schema document.
-pub fn schema_document(base_url: &str, schema: &Schema) -> Value {
+/// One schema document. `subject` is the provider's `[scim] subject` setting (`userName`,
+/// `externalId` or `email`); the attribute of that name, if the schema lists one, is
+/// published `immutable`.
+pub fn schema_document(base_url: &str, schema: &Schema, subject: &str) -> Value {
+    let attributes: Vec<Value> = schema
+        .attributes
+        .iter()
+        .map(|a| {
+            let mut out = a.to_json();
+            if schema.id == USER_URN && a.name == subject {
+                out["mutability"] = Mutability::Immutable.as_str().into();
+            }
+            out
+        })
+        .collect();
     json!({
         "schemas": [SCHEMA_URN],
         "id": schema.id,
         "name": schema.name,
         "description": schema.description,
-        "attributes": schema.attributes.iter().map(|a| a.to_json()).collect::<Vec<_>>(),
+        "attributes": attributes,
         "meta": {
             "resourceType": "Schema",
             "location": format!("{}/Schemas/{}", base(base_url), schema.id),
@@ -103,19 +132,19 @@ pub fn schema_document(base_url: &str, schema: &Schema) -> Value {
     })
 }
 
-/// `GET /Schemas/{urn}`; `None` answers 404.
-pub fn schema_by_id(base_url: &str, id: &str) -> Option<Value> {
+/// `GET /Schemas/{urn}`; `None` answers 404. `subject`: as for [`schema_document`].
+pub fn schema_by_id(base_url: &str, id: &str, subject: &str) -> Option<Value> {
     ALL_SCHEMAS
         .iter()
         .find(|s| s.id == id)
-        .map(|s| schema_document(base_url, s))
+        .map(|s| schema_document(base_url, s, subject))
 }
 
-/// `GET /Schemas` as a ListResponse.
-pub fn schemas(base_url: &str) -> Value {
+/// `GET /Schemas` as a ListResponse. `subject`: as for [`schema_document`].
+pub fn schemas(base_url: &str, subject: &str) -> Value {
     let all: Vec<Value> = ALL_SCHEMAS
         .iter()
-        .map(|s| schema_document(base_url, s))
+        .map(|s| schema_document(base_url, s, subject))
         .collect();
     list_response(all.len(), 1, all)
 }
@@ -123,7 +152,7 @@ pub fn schemas(base_url: &str) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scim::schema::{ENTERPRISE_USER_URN, GROUP_URN, USER_URN};
+    use crate::scim::schema::{ENTERPRISE_USER_URN, GROUP_URN};
 
     const BASE: &str = "https://sso.example/scim/v2/okta-acme";
 
@@ -164,9 +193,9 @@ mod tests {
 
     #[test]
     fn the_schemas_are_generated_from_the_attribute_table() {
-        let all = schemas(BASE);
+        let all = schemas(BASE, "externalId");
         assert_eq!(all["totalResults"], 3);
-        let user = schema_by_id(BASE, USER_URN).unwrap();
+        let user = schema_by_id(BASE, USER_URN, "externalId").unwrap();
         let names: Vec<&str> = user["attributes"]
             .as_array()
             .unwrap()
@@ -182,11 +211,50 @@ mod tests {
             .unwrap();
         assert_eq!(password["returned"], "never");
         assert_eq!(password["mutability"], "writeOnly");
-        let group = schema_by_id(BASE, GROUP_URN).unwrap();
+        let group = schema_by_id(BASE, GROUP_URN, "externalId").unwrap();
         assert_eq!(
             group["meta"]["location"],
             format!("{BASE}/Schemas/{GROUP_URN}")
         );
-        assert!(schema_by_id(BASE, "urn:example:nothing").is_none());
+        assert!(schema_by_id(BASE, "urn:example:nothing", "userName").is_none());
+    }
+
+    fn mutability(schema: &Value, name: &str) -> Value {
+        schema["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == name)
+            .unwrap()["mutability"]
+            .clone()
+    }
+
+    #[test]
+    fn the_discovery_endpoints_are_known_by_their_first_segment() {
+        for segment in ["ServiceProviderConfig", "ResourceTypes", "Schemas"] {
+            assert!(is_endpoint(segment), "{segment}");
+        }
+        for segment in ["Users", "Groups", ".search", "schemas", ""] {
+            assert!(!is_endpoint(segment), "{segment}");
+        }
+    }
+
+    #[test]
+    fn the_sso_subject_is_published_immutable() {
+        // The service answers a changed subject with 400 mutability; scim2-tester's PUT and
+        // PATCH replace of a readWrite userName failed on it (RFC 7644 §3.5.1 allows that
+        // answer only for an immutable attribute).
+        let user = schema_by_id(BASE, USER_URN, "userName").unwrap();
+        assert_eq!(mutability(&user, "userName"), "immutable");
+        assert_eq!(mutability(&user, "displayName"), "readWrite");
+        let user = schema_by_id(BASE, USER_URN, "externalId").unwrap();
+        assert_eq!(mutability(&user, "userName"), "readWrite");
+        let user = schema_by_id(BASE, USER_URN, "email").unwrap();
+        assert_eq!(mutability(&user, "userName"), "readWrite");
+        assert_eq!(mutability(&user, "emails"), "readWrite");
+        let listed = schemas(BASE, "userName");
+        assert_eq!(mutability(&listed["Resources"][0], "userName"), "immutable");
+        let group = schema_by_id(BASE, GROUP_URN, "displayName").unwrap();
+        assert_eq!(mutability(&group, "displayName"), "readWrite");
     }
 }

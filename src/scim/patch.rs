@@ -163,10 +163,16 @@ fn apply_operation(
         (Op::Remove, None) => Err(ScimError::no_target(
             "remove needs a path (RFC 7644 §3.5.2.2)",
         )),
-        (Op::Remove, Some(path)) => {
-            let target = target(kind, path)?;
-            remove(work, &target, value)
-        }
+        (Op::Remove, Some(path)) => match kind.extension(path.trim()) {
+            Some(extension) => {
+                remove_extension(work, extension);
+                Ok(())
+            }
+            None => {
+                let target = target(kind, path)?;
+                remove(work, &target, value)
+            }
+        },
         (_, None) => {
             let Some(Value::Object(values)) = value else {
                 return Err(ScimError::invalid_value(
@@ -242,6 +248,11 @@ fn apply_extension_object(
         )));
     };
     for (key, value) in values {
+        // An extension object serialised on its own carries its `schemas` (scim2-models
+        // sends one as the value of `path: <extension URN>`): not an attribute, skipped.
+        if key.eq_ignore_ascii_case("schemas") {
+            continue;
+        }
         let attribute = extension.attribute(key).ok_or_else(|| {
             ScimError::invalid_path(format!(
                 "{} has no attribute \"{}\"",
@@ -265,6 +276,21 @@ fn apply_extension_object(
         set(work, &target, op, value)?;
     }
     Ok(())
+}
+
+/// `remove` with an extension's URN as the path: the whole extension object goes, and the
+/// URN leaves `schemas` (none of its attributes is required, so this is always allowed).
+fn remove_extension(work: &mut Value, extension: &'static Schema) {
+    let Some(root) = work.as_object_mut() else {
+        return;
+    };
+    root.retain(|key, _| !key.eq_ignore_ascii_case(extension.id));
+    if let Some(Value::Array(schemas)) = root.get_mut("schemas") {
+        schemas.retain(|urn| {
+            !urn.as_str()
+                .is_some_and(|u| u.eq_ignore_ascii_case(extension.id))
+        });
+    }
 }
 
 /// Where an operation applies.
@@ -749,6 +775,53 @@ mod tests {
             "g-1",
             &ops(operations),
         )
+    }
+
+    #[test]
+    fn the_enterprise_extension_urn_as_a_path_adds_replaces_and_removes_the_whole_object() {
+        // scim2-tester sends the extension as serialised on its own, `schemas` included.
+        let extension = json!({
+            "schemas": [ENTERPRISE_USER_URN],
+            "employeeNumber": "7",
+            "department": "R&D"
+        });
+        for op in ["add", "replace"] {
+            let outcome = patch_user(
+                json!([{"op": op, "path": ENTERPRISE_USER_URN, "value": extension.clone()}]),
+            )
+            .unwrap();
+            assert_eq!(
+                outcome.resource[ENTERPRISE_USER_URN],
+                json!({"employeeNumber": "7", "department": "R&D"}),
+                "{op}"
+            );
+            assert_eq!(
+                outcome.resource["schemas"],
+                json!([USER_URN, ENTERPRISE_USER_URN])
+            );
+        }
+
+        let mut current = user();
+        current["schemas"] = json!([USER_URN, ENTERPRISE_USER_URN]);
+        current[ENTERPRISE_USER_URN] = json!({"employeeNumber": "7"});
+        let outcome = apply_patch(
+            ResourceKind::User,
+            &current,
+            ID,
+            &ops(json!([{"op": "remove", "path": ENTERPRISE_USER_URN}])),
+        )
+        .unwrap();
+        assert!(outcome.resource.get(ENTERPRISE_USER_URN).is_none());
+        assert_eq!(outcome.resource["schemas"], json!([USER_URN]));
+        assert!(outcome.changed);
+        // Removing an extension the user does not have changes nothing.
+        let outcome = patch_user(json!([{"op": "remove", "path": ENTERPRISE_USER_URN}])).unwrap();
+        assert!(!outcome.changed);
+        // Any other key of the object must still be one of the extension's attributes.
+        let error = patch_user(json!([{"op": "add", "path": ENTERPRISE_USER_URN,
+                                       "value": {"shoeSize": "9"}}]))
+        .unwrap_err();
+        assert_eq!(error.scim_type, Some(ScimType::InvalidPath));
     }
 
     #[test]

@@ -42,13 +42,48 @@ impl Projection {
         attributes: Option<&str>,
         excluded: Option<&str>,
     ) -> Result<Self, ScimError> {
+        Projection::parse_across(&[kind], attributes, excluded)
+    }
+
+    /// Parse the lists of a query whose results mix `kinds` (the root `POST /.search`,
+    /// RFC 7644 §3.4.3): a name counts when it is an attribute of any of them, and applies to
+    /// the resources of each type that has it (`excludedAttributes=members` removes a Group's
+    /// members and leaves the Users alone). A name none of them has is `invalidValue`.
+    pub fn parse_across(
+        kinds: &[ResourceKind],
+        attributes: Option<&str>,
+        excluded: Option<&str>,
+    ) -> Result<Self, ScimError> {
         let list = |text: Option<&str>| -> Result<Vec<Selected>, ScimError> {
-            text.unwrap_or("")
-                .split(',')
-                .map(str::trim)
-                .filter(|name| !name.is_empty())
-                .map(|name| selected(kind, name))
-                .collect()
+            let mut out = Vec::new();
+            for name in text.unwrap_or("").split(',').map(str::trim) {
+                if name.is_empty() {
+                    continue;
+                }
+                let mut found = false;
+                let mut refusal = None;
+                for kind in kinds {
+                    match selected(*kind, name) {
+                        Ok(s) => {
+                            found = true;
+                            if !out.contains(&s) {
+                                out.push(s);
+                            }
+                        }
+                        Err(e) => refusal = refusal.or(Some(e)),
+                    }
+                }
+                if !found {
+                    return Err(match (kinds, refusal) {
+                        ([_], Some(e)) => e,
+                        _ => ScimError::invalid_value(format!(
+                            "\"{}\" is not an attribute of any resource type",
+                            truncated(name)
+                        )),
+                    });
+                }
+            }
+            Ok(out)
         };
         let attributes = list(attributes)?;
         Ok(Projection {
@@ -230,7 +265,7 @@ fn selected(kind: ResourceKind, name: &str) -> Result<Selected, ScimError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scim::schema::{ENTERPRISE_USER_URN, USER_URN};
+    use crate::scim::schema::{ENTERPRISE_USER_URN, GROUP_URN, USER_URN};
     use serde_json::json;
 
     fn user() -> Value {
@@ -313,6 +348,40 @@ mod tests {
         assert!(error.detail.contains("shoeSize"), "{}", error.detail);
         let error = Projection::parse(ResourceKind::Group, None, Some("emails")).unwrap_err();
         assert!(error.detail.contains("Group"));
+    }
+
+    #[test]
+    fn a_root_search_applies_each_name_to_the_types_that_have_it() {
+        // scim2-tester's POST /.search with excludedAttributes: the results mix Users and
+        // Groups, and each name must still be honoured on the type that has it.
+        let kinds = [ResourceKind::User, ResourceKind::Group];
+        let group = json!({"schemas": [GROUP_URN], "id": "g", "displayName": "Admins",
+                           "members": [{"value": "u-1"}]});
+        let projection = Projection::parse_across(&kinds, None, Some("name,members")).unwrap();
+        let out = projection.apply(ResourceKind::User, &user());
+        assert!(out.get("name").is_none());
+        assert_eq!(out["userName"], "ada");
+        let out = projection.apply(ResourceKind::Group, &group);
+        assert!(out.get("members").is_none());
+        assert_eq!(out["displayName"], "Admins");
+
+        let projection = Projection::parse_across(&kinds, Some("userName"), None).unwrap();
+        assert_eq!(
+            projection.apply(ResourceKind::User, &user()),
+            json!({"schemas": [USER_URN, ENTERPRISE_USER_URN], "id": "u-1", "userName": "ada"})
+        );
+        assert_eq!(
+            projection.apply(ResourceKind::Group, &group),
+            json!({"schemas": [GROUP_URN], "id": "g"})
+        );
+
+        let error = Projection::parse_across(&kinds, None, Some("shoeSize")).unwrap_err();
+        assert_eq!(error.scim_type, Some(crate::scim::ScimType::InvalidValue));
+        assert!(
+            error.detail.contains("any resource type"),
+            "{}",
+            error.detail
+        );
     }
 
     #[test]

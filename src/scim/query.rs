@@ -170,12 +170,14 @@ impl Raw {
                 ));
             }
         };
-        let projection = match kind {
-            Some(kind) => {
-                Projection::parse(kind, self.attributes.as_deref(), self.excluded.as_deref())?
-            }
-            None => Projection::default(),
+        // The root `/.search` mixes Users and Groups: each name applies to the types that
+        // have it.
+        let kinds = match kind {
+            Some(kind) => vec![kind],
+            None => vec![ResourceKind::User, ResourceKind::Group],
         };
+        let projection =
+            Projection::parse_across(&kinds, self.attributes.as_deref(), self.excluded.as_deref())?;
         Ok(ListQuery {
             filter,
             start_index: self.start_index.map_or(1, |i| i.max(1) as usize),
@@ -266,6 +268,34 @@ mod tests {
         assert_eq!(projected, json!({"id": "u", "userName": "a"}));
         let error = ListQuery::from_search_body(None, &json!({"count": "10"})).unwrap_err();
         assert!(error.detail.contains("count"));
+    }
+
+    #[test]
+    fn a_root_search_request_honours_excluded_attributes_on_every_type() {
+        // scim2-tester's search_with_attributes: POST /.search (no resource type) with
+        // excludedAttributes; the projection used to be dropped for the root search.
+        let body =
+            json!({"schemas": [SEARCH_REQUEST_URN], "excludedAttributes": ["name", "members"]});
+        let query = ListQuery::from_search_body(None, &body).unwrap();
+        let user = query.projection.apply(
+            ResourceKind::User,
+            &json!({"id": "u", "userName": "a", "name": {"givenName": "A"}}),
+        );
+        assert_eq!(user, json!({"id": "u", "userName": "a"}));
+        let group = query.projection.apply(
+            ResourceKind::Group,
+            &json!({"id": "g", "displayName": "G", "members": [{"value": "u"}]}),
+        );
+        assert_eq!(group, json!({"id": "g", "displayName": "G"}));
+        let body = json!({"attributes": ["userName"]});
+        let query = ListQuery::from_search_body(None, &body).unwrap();
+        let group = query
+            .projection
+            .apply(ResourceKind::Group, &json!({"id": "g", "displayName": "G"}));
+        assert_eq!(group, json!({"id": "g"}));
+        let error =
+            ListQuery::from_search_body(None, &json!({"attributes": "shoeSize"})).unwrap_err();
+        assert_eq!(error.scim_type, Some(crate::scim::ScimType::InvalidValue));
     }
 
     #[test]

@@ -684,6 +684,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(members(&group), vec!["u1", "u2"]);
+        // A member's display is read-only: accepted (Okta sends it) and not stored.
+        assert_eq!(group["members"][0], json!({"value": "u1"}));
     }
 
     #[test]

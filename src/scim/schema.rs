@@ -381,7 +381,9 @@ const MEMBER_SUBS: [Attribute; 4] = [
         .canonical(&["User", "Group"])
         .mutability(Mutability::Immutable),
     // Not in RFC 7643 §8.7.1, but Okta sends it in membership PATCH bodies (docs/scim.md §1.2).
-    string("display"),
+    // Read-only: accepted and ignored, since memberships are stored by id alone and a Group's
+    // members are answered without it (a client that sets it would never read it back).
+    string("display").mutability(Mutability::ReadOnly),
 ];
 
 const GROUP_ATTRIBUTES: [Attribute; 2] = [
@@ -662,5 +664,20 @@ mod tests {
         assert_eq!(kind["canonicalValues"], json!(["work", "home", "other"]));
         assert_eq!(kind["caseExact"], false);
         assert_eq!(kind["mutability"], "readWrite");
+    }
+
+    #[test]
+    fn a_members_display_is_published_read_only() {
+        // scim2-tester fills every writable sub-attribute and reads it back; memberships are
+        // stored by id alone, so `display` must not be advertised as writable.
+        let members = GROUP_SCHEMA.attribute("members").unwrap();
+        assert_eq!(
+            members.sub_attribute("display").unwrap().mutability,
+            Mutability::ReadOnly
+        );
+        assert_eq!(
+            members.sub_attribute("value").unwrap().mutability,
+            Mutability::Immutable
+        );
     }
 }
