@@ -8,7 +8,7 @@
 #
 # Settings (environment variables, all optional):
 #   USERS=10000         users of the initial push (filter, then POST each)
-#   GROUPS=100          groups of the push (filter, POST, then PATCHes adding the users)
+#   GROUP_COUNT=100     groups of the push (filter, POST, then PATCHes adding the users)
 #   MEMBERS_PER_PATCH=10
 #   RATE=200            users/s of the push (open loop); 0: as fast as CONCURRENCY workers go
 #   GROUP_RATE=10       groups/s of the push (open loop)
@@ -27,7 +27,7 @@ say() { printf '\n== %s\n' "$*" >&2; }
   die "run me from the repository root: bash bench/scim-load.sh"
 
 USERS=${USERS:-10000}
-GROUPS=${GROUPS:-100}
+GROUP_COUNT=${GROUP_COUNT:-100}   # not GROUPS: bash's own array of the user's group ids
 MEMBERS_PER_PATCH=${MEMBERS_PER_PATCH:-10}
 RATE=${RATE:-200}
 GROUP_RATE=${GROUP_RATE:-10}
@@ -83,7 +83,7 @@ CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
   echo "machine: $(nproc) cores, $CPU_MODEL, $(free -g | awk '/^Mem/ {print $2}') GiB, $(uname -sr)"
   echo "rustc: $(rustc --version)"
   echo "binary sha256: $(sha256sum "$BIN" | cut -c1-16)"
-  echo "settings: USERS=$USERS GROUPS=$GROUPS MEMBERS_PER_PATCH=$MEMBERS_PER_PATCH RATE=$RATE GROUP_RATE=$GROUP_RATE CONCURRENCY=$CONCURRENCY IDENTITIES=$IDENTITIES FILTER_RATE=$FILTER_RATE FILTER_DURATION=$FILTER_DURATION DATABASE_URL=$DATABASE_URL"
+  echo "settings: USERS=$USERS GROUP_COUNT=$GROUP_COUNT MEMBERS_PER_PATCH=$MEMBERS_PER_PATCH RATE=$RATE GROUP_RATE=$GROUP_RATE CONCURRENCY=$CONCURRENCY IDENTITIES=$IDENTITIES FILTER_RATE=$FILTER_RATE FILTER_DURATION=$FILTER_DURATION DATABASE_URL=$DATABASE_URL"
   echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 } | tee "$OUT/meta.txt" >&2
 
@@ -102,7 +102,7 @@ python3 bench/provision_load.py wait-http http://127.0.0.1:4480/health/alive --p
   { tail -20 "$OUT/server.log" >&2; die "serve --dev did not start"; }
 
 status=0
-"$OUT/scim_load" --users "$USERS" --groups "$GROUPS" --members-per-patch "$MEMBERS_PER_PATCH" \
+"$OUT/scim_load" --users "$USERS" --groups "$GROUP_COUNT" --members-per-patch "$MEMBERS_PER_PATCH" \
   --rate "$RATE" --group-rate "$GROUP_RATE" --concurrency "$CONCURRENCY" \
   --identities "$IDENTITIES" --filter-rate "$FILTER_RATE" --filter-duration "$FILTER_DURATION" \
   --server-pid "$SERVER_PID" --json "$OUT/results.json" | tee "$OUT/summary.txt" || status=$?

@@ -9,10 +9,10 @@
 //!    each group: `GET /Groups?excludedAttributes=members&filter=displayName eq "…"`,
 //!    `POST /Groups` with an empty `members` list and Entra's extra schema URN, then its members
 //!    added by `PATCH` (`{"op":"Add","path":"members","value":[…]}`, `--members-per-patch`
-//!    members each), one request after the other, groups at `--group-rate` groups/s. Every
-//!    added member is re-mapped by kratos-jit (its role follows its groups); the first group is
-//!    Globex's staff group, so its members change role (guest → user) and their Kratos
-//!    identities are written.
+//!    members each; 204 or 200), one request after the other, groups at `--group-rate`
+//!    groups/s. Every added member is re-mapped by kratos-jit (its role follows its groups); the
+//!    first group is Globex's staff group, so its members change role (guest → user) and their
+//!    Kratos identities are written.
 //! 2. **load**: `POST /Users` of more users (no filter) with `--concurrency` workers, until
 //!    `--identities` users exist: each is an identity in the Kratos stand-in and a user in
 //!    kratos-jit's SCIM store, which answers the filter.
@@ -238,7 +238,8 @@ impl World {
             .map_err(|e| format!("{}: {e}", kind.name()))?
             .to_vec();
         let whole = micros(started);
-        if status != expect {
+        // A group PATCH may answer 204 (what Entra expects) or 200 with the group (RFC 7644).
+        if status != expect && !(expect == 204 && status == 200) {
             return Err(format!(
                 "{}: HTTP {status} ({})",
                 kind.name(),
