@@ -47,6 +47,10 @@ pub struct ScimConfig {
     pub database_url: Option<String>,
     /// The largest SCIM request body (default 1 MiB): a group push of thousands of members.
     pub max_body_bytes: usize,
+    /// Whether SCIM answers carry a `Server-Timing` header that splits their time into the
+    /// calls to Kratos and the SCIM store (`dep`) and kratos-jit's own (`app`) (default off).
+    /// For benchmarks (`bench/scim-load.sh`).
+    pub server_timing: bool,
     /// `serve --dev` only, never read from a file or the environment: the secrets backing the
     /// providers' `[scim] secrets_env` names that are unset.
     pub dev_secrets: Vec<(String, Secret)>,
@@ -200,6 +204,7 @@ const KEYS: &[&str] = &[
     "hop.server_timing",
     "scim.database_url",
     "scim.max_body_bytes",
+    "scim.server_timing",
 ];
 
 const ENV_PREFIX: &str = "KRATOS_JIT__";
@@ -339,6 +344,7 @@ pub fn load_from(
                     })
                 }),
             max_body_bytes: r.integer("scim.max_body_bytes", 1 << 20, 1024, 64 << 20) as usize,
+            server_timing: r.boolean("scim.server_timing", false),
             dev_secrets: vec![],
         },
     };

@@ -78,7 +78,8 @@ impl AppState {
                     config.scim.max_body_bytes,
                     &config.scim.dev_secrets,
                 )
-                .map_err(|errors| anyhow::anyhow!("SCIM: {}", errors.join("; ")))?,
+                .map_err(|errors| anyhow::anyhow!("SCIM: {}", errors.join("; ")))?
+                .with_server_timing(config.scim.server_timing),
             ),
             None => {
                 let enabled: Vec<&str> = providers

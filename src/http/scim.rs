@@ -12,14 +12,21 @@
 //! that provider's secrets only. An unknown provider, or one without `[scim] enabled`, is 404.
 //! Every error is a SCIM error body (`application/scim+json`); a 503 carries `Retry-After`.
 //! Logs carry the provider, the route and the status — never a body value.
+//!
+//! With `scim.server_timing` on, every SCIM answer carries `Server-Timing: dep;dur=…,
+//! app;dur=…` ([`crate::timing`]), as the hop's do: `dep` is the time the request spent in its
+//! calls to the Kratos admin API and to the SCIM store, `app` the rest (kratos-jit's own work,
+//! the mapper included). The SCIM benchmark (`bench/scim-load.sh`) subtracts `dep` from the
+//! latency it measures.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{HeaderValue, IF_MATCH};
+use actix_web::http::header::{HeaderName, HeaderValue, IF_MATCH};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::Value;
+use tokio::time::Instant;
 
 use super::auth::Secrets;
 use super::{AppState, BodyError, read_body};
@@ -39,6 +46,8 @@ pub struct ScimState {
     store: Store,
     secrets: HashMap<String, Secrets>,
     max_body_bytes: usize,
+    /// `scim.server_timing`: the answers carry `Server-Timing`.
+    server_timing: bool,
 }
 
 impl ScimState {
@@ -86,10 +95,19 @@ impl ScimState {
                 store,
                 secrets,
                 max_body_bytes,
+                server_timing: false,
             })
         } else {
             Err(errors)
         }
+    }
+}
+
+impl ScimState {
+    /// With `on`, every SCIM answer carries `Server-Timing` (`scim.server_timing`).
+    pub fn with_server_timing(mut self, on: bool) -> ScimState {
+        self.server_timing = on;
+        self
     }
 }
 
@@ -162,6 +180,22 @@ async fn handle(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
+    if !state.scim.as_ref().is_some_and(|scim| scim.server_timing) {
+        return respond(&request, payload, &state).await;
+    }
+    let started = Instant::now();
+    let (mut response, waited) = crate::timing::measured(respond(&request, payload, &state)).await;
+    if let Ok(value) =
+        HeaderValue::from_str(&crate::timing::server_timing(started.elapsed(), waited))
+    {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static("server-timing"), value);
+    }
+    response
+}
+
+async fn respond(request: &HttpRequest, payload: web::Payload, state: &AppState) -> HttpResponse {
     let path = request.path().to_owned();
     let segments: Vec<String> = path
         .trim_start_matches('/')
@@ -186,7 +220,7 @@ async fn handle(
     ) else {
         return error(&ScimError::not_found("no SCIM endpoint for this provider"));
     };
-    if !presented_secret(&request).is_some_and(|s| secrets.accepts(s)) {
+    if !presented_secret(request).is_some_and(|s| secrets.accepts(s)) {
         return error(&ScimError::new(
             401,
             None,
@@ -209,7 +243,7 @@ async fn handle(
             | actix_web::http::Method::PATCH
     ) && !rest.first().is_some_and(|s| discovery::is_endpoint(s))
     {
-        match read_body(&request, payload, scim.max_body_bytes, state.body_timeout).await {
+        match read_body(request, payload, scim.max_body_bytes, state.body_timeout).await {
             Ok(bytes) => match crate::domain::input::parse(&bytes) {
                 Ok(value) => Some(value),
                 Err(e) => {
@@ -238,7 +272,7 @@ async fn handle(
         kratos_budget: state.deadline,
     };
     let deadline = state.deadline + Duration::from_secs(1);
-    let result = tokio::time::timeout(deadline, route(&request, &service, &rest, body.as_ref()))
+    let result = tokio::time::timeout(deadline, route(request, &service, &rest, body.as_ref()))
         .await
         .unwrap_or_else(|_| {
             Err(ScimError::new(

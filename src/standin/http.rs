@@ -94,6 +94,7 @@ fn route(request: &HttpRequest, body: &[u8], state: &StandInState) -> Answer {
             let id = parse_uuid_strictly(id)?;
             match *method {
                 Method::GET => list_sessions(request, id, state),
+                Method::POST => create_session(id, state),
                 Method::DELETE => delete_sessions(id, state),
                 _ => Err(method_not_allowed()),
             }
@@ -273,6 +274,23 @@ fn list_sessions(request: &HttpRequest, id: Uuid, state: &StandInState) -> Answe
     let base_url = state.base_url();
     let sessions = state.with_store(|store| store.sessions_of(id, active, &base_url));
     Ok(HttpResponse::Ok().json(sessions))
+}
+
+/// Not a Kratos endpoint: the stand-in's door for what Kratos does when a login completes (it
+/// starts a session), so that `serve --dev`'s walkthrough can show a session end. 201 with the
+/// session as the list shows it; an unknown identity is a 404.
+fn create_session(id: Uuid, state: &StandInState) -> Answer {
+    let base_url = state.base_url();
+    let session = state.with_store(|store| {
+        let session = store.add_session(id, SystemTime::now())?.to_string();
+        Ok::<_, ApiError>(
+            store
+                .sessions_of(id, None, &base_url)
+                .into_iter()
+                .find(|s| s["id"] == session.as_str()),
+        )
+    })?;
+    Ok(HttpResponse::Created().json(session))
 }
 
 fn delete_sessions(id: Uuid, state: &StandInState) -> Answer {

@@ -15,7 +15,7 @@
 //! | `PUT /admin/identities/{id}` | replaces traits, both metadata and `external_id`; `state` only when sent; `credentials.oidc` adds providers |
 //! | `PATCH /admin/identities/{id}` | JSON Patch: `add`/`remove`/`replace` only, `/id`, `/stateChangedAt`, `/credentials…` denied, all or nothing |
 //! | `DELETE /admin/identities/{id}` | 204 / 404; the identity's sessions go too |
-//! | `GET`/`DELETE /admin/identities/{id}/sessions` | list (unknown identity: `[]`); delete is 204, or 404 when there was no session |
+//! | `GET`/`DELETE /admin/identities/{id}/sessions` | list (unknown identity: `[]`); delete is 204, or 404 when there was no session; `POST` (not Kratos's: a login's session, for the walkthrough) 201 |
 //! | `GET /health/alive`, `/health/ready` | `{"status":"ok"}` |
 //!
 //! Anything else is a 404 (405 for a wrong method) in the `errorGeneric` envelope.

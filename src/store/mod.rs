@@ -263,10 +263,14 @@ pub enum Store {
 
 macro_rules! dispatch {
     ($self:ident . $method:ident ( $($arg:expr),* )) => {
-        match $self {
-            Store::Sqlite(store) => store.$method($($arg),*).await,
-            Store::Postgres(store) => store.$method($($arg),*).await,
-        }
+        // A store call is a dependency's time in `Server-Timing` (`scim.server_timing`).
+        crate::timing::waiting(async {
+            match $self {
+                Store::Sqlite(store) => store.$method($($arg),*).await,
+                Store::Postgres(store) => store.$method($($arg),*).await,
+            }
+        })
+        .await
     };
 }
 
