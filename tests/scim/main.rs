@@ -12,6 +12,8 @@ mod entra;
 mod faults;
 mod okta;
 mod on_delete;
+#[path = "../common/pg_cluster.rs"]
+mod pg_cluster;
 mod postgres;
 
 use common::{ACME, App, GLOBEX, GROUPS, USERS, spawn};
