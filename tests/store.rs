@@ -821,7 +821,8 @@ mod suite {
                 .unwrap()
                 .get(0),
         };
-        assert_eq!(recorded, 1);
+        // One row per migration step (src/store/migrations/), each applied once.
+        assert_eq!(recorded, 2);
     }
 
     pub async fn concurrent_writes_of_one_user_name_leave_one_user_and_concurrent_members_all_land(

@@ -246,12 +246,20 @@ pub(crate) struct Migration {
 }
 
 /// Every migration, in order. A step, once released, is never edited: add a new one.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "scim",
-    sqlite: include_str!("migrations/0001_scim.sqlite.sql"),
-    postgres: include_str!("migrations/0001_scim.postgres.sql"),
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "scim",
+        sqlite: include_str!("migrations/0001_scim.sqlite.sql"),
+        postgres: include_str!("migrations/0001_scim.postgres.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "lookup_indexes",
+        sqlite: include_str!("migrations/0002_lookup_indexes.sqlite.sql"),
+        postgres: include_str!("migrations/0002_lookup_indexes.postgres.sql"),
+    },
+];
 
 /// The SCIM store: one of the two back-ends. Cheap to clone (the back-ends share their
 /// connections), `Send + Sync`.

@@ -179,28 +179,17 @@ impl SqliteStore {
         key: IndexKey,
         value: &str,
     ) -> std::result::Result<Option<Vec<StoredUser>>, StoreError> {
-        let (filter, value) = match key {
-            IndexKey::Id => match value.parse::<IdentityId>() {
-                Ok(id) => ("id = ?2", id.to_string()),
-                // Not a UUID: no user has it.
-                Err(_) => return Ok(Some(Vec::new())),
-            },
-            IndexKey::UserName => ("user_name_lower = ?2", value.to_lowercase()),
-            IndexKey::ExternalId => ("external_id = ?2", value.to_owned()),
-            IndexKey::Email => (
-                "id IN (SELECT user_id FROM scim_user_emails WHERE provider = ?1 AND email_lower = ?2)",
-                value.to_lowercase(),
-            ),
-            IndexKey::DisplayName | IndexKey::Member => return Ok(None),
+        let (sql, value) = match user_lookup(key, value) {
+            Lookup::NoIndex => return Ok(None),
+            Lookup::NoMatch => return Ok(Some(Vec::new())),
+            Lookup::Query(sql, value) => (sql, value),
         };
         let provider = provider.clone();
         self.with(move |c| {
-            let sql = format!(
-                "SELECT {USER_COLUMNS} FROM scim_users WHERE provider = ?1 AND {filter} ORDER BY created_us, id"
-            );
             let mut statement = c.prepare_cached(&sql)?;
             let rows = statement.query_map(params![provider.as_str(), value], user_columns)?;
-            rows.map(|row| row?.into_user(&provider)).collect::<Result<Vec<_>>>()
+            rows.map(|row| row?.into_user(&provider))
+                .collect::<Result<Vec<_>>>()
         })
         .await
         .map(Some)
@@ -308,9 +297,7 @@ impl SqliteStore {
             let p = provider.as_str();
             let id = id.to_string();
             let groups: Vec<String> = {
-                let mut statement = tx.prepare_cached(
-                    "SELECT group_id FROM scim_memberships WHERE provider = ?1 AND user_id = ?2 ORDER BY group_id",
-                )?;
+                let mut statement = tx.prepare_cached(GROUP_IDS_OF)?;
                 statement
                     .query_map(params![p, id], |row| row.get(0))?
                     .collect::<rusqlite::Result<_>>()?
@@ -351,30 +338,17 @@ impl SqliteStore {
         key: IndexKey,
         value: &str,
     ) -> std::result::Result<Option<Vec<StoredGroup>>, StoreError> {
-        let (filter, value) = match key {
-            IndexKey::Id => match value.parse::<GroupId>() {
-                Ok(id) => ("id = ?2", id.to_string()),
-                Err(_) => return Ok(Some(Vec::new())),
-            },
-            IndexKey::DisplayName => ("display_name_lower = ?2", value.to_lowercase()),
-            IndexKey::ExternalId => ("external_id = ?2", value.to_owned()),
-            IndexKey::Member => match value.parse::<IdentityId>() {
-                Ok(id) => (
-                    "id IN (SELECT group_id FROM scim_memberships WHERE provider = ?1 AND user_id = ?2)",
-                    id.to_string(),
-                ),
-                Err(_) => return Ok(Some(Vec::new())),
-            },
-            IndexKey::UserName | IndexKey::Email => return Ok(None),
+        let (sql, value) = match group_lookup(key, value) {
+            Lookup::NoIndex => return Ok(None),
+            Lookup::NoMatch => return Ok(Some(Vec::new())),
+            Lookup::Query(sql, value) => (sql, value),
         };
         let provider = provider.clone();
         self.with(move |c| {
-            let sql = format!(
-                "SELECT {GROUP_COLUMNS} FROM scim_groups WHERE provider = ?1 AND {filter} ORDER BY created_us, id"
-            );
             let mut statement = c.prepare_cached(&sql)?;
             let rows = statement.query_map(params![provider.as_str(), value], group_columns)?;
-            rows.map(|row| row?.into_group(&provider)).collect::<Result<Vec<_>>>()
+            rows.map(|row| row?.into_group(&provider))
+                .collect::<Result<Vec<_>>>()
         })
         .await
         .map(Some)
@@ -547,12 +521,7 @@ impl SqliteStore {
     ) -> std::result::Result<Vec<Membership>, StoreError> {
         let provider = provider.clone();
         self.with(move |c| {
-            let mut statement = c.prepare_cached(
-                "SELECT g.id, g.display_name, g.external_id FROM scim_memberships m
-                 JOIN scim_groups g ON g.provider = m.provider AND g.id = m.group_id
-                 WHERE m.provider = ?1 AND m.user_id = ?2
-                 ORDER BY g.display_name, g.id",
-            )?;
+            let mut statement = c.prepare_cached(GROUPS_OF)?;
             let rows =
                 statement.query_map(params![provider.as_str(), user.to_string()], |row| {
                     Ok((
@@ -574,6 +543,103 @@ impl SqliteStore {
         .await
     }
 }
+
+/// An index lookup's SQL, with the value bound as `?2` (the provider is `?1`).
+enum Lookup {
+    /// The attribute has no index on this kind of resource: the service scans.
+    NoIndex,
+    /// The value cannot be anyone's (an id that is not a UUID).
+    NoMatch,
+    Query(String, String),
+}
+
+// Every lookup reads only the rows it returns. Where one starts from a side table (the e-mail
+// index, the memberships), CROSS JOIN fixes that order: without statistics SQLite's planner
+// would rather walk all of the provider's users or groups in creation order to spare the sort,
+// which made a filter's cost grow with the store. `tests::every_lookup_reads_only_its_rows`
+// holds every query here to its plan.
+
+fn user_lookup(key: IndexKey, value: &str) -> Lookup {
+    let query = |from_where: &str, value: String| {
+        Lookup::Query(
+            format!("SELECT {USER_COLUMNS} {from_where} ORDER BY created_us, id"),
+            value,
+        )
+    };
+    match key {
+        IndexKey::Id => match value.parse::<IdentityId>() {
+            Ok(id) => query(
+                "FROM scim_users WHERE provider = ?1 AND id = ?2",
+                id.to_string(),
+            ),
+            Err(_) => Lookup::NoMatch,
+        },
+        IndexKey::UserName => query(
+            "FROM scim_users WHERE provider = ?1 AND user_name_lower = ?2",
+            value.to_lowercase(),
+        ),
+        IndexKey::ExternalId => query(
+            "FROM scim_users WHERE provider = ?1 AND external_id = ?2",
+            value.to_owned(),
+        ),
+        IndexKey::Email => query(
+            "FROM scim_user_emails e CROSS JOIN scim_users u
+               ON u.provider = e.provider AND u.id = e.user_id
+             WHERE e.provider = ?1 AND e.email_lower = ?2",
+            value.to_lowercase(),
+        ),
+        IndexKey::DisplayName | IndexKey::Member => Lookup::NoIndex,
+    }
+}
+
+fn group_lookup(key: IndexKey, value: &str) -> Lookup {
+    let query = |from_where: &str, value: String| {
+        Lookup::Query(
+            format!("SELECT {GROUP_COLUMNS} {from_where} ORDER BY created_us, id"),
+            value,
+        )
+    };
+    match key {
+        IndexKey::Id => match value.parse::<GroupId>() {
+            Ok(id) => query(
+                "FROM scim_groups WHERE provider = ?1 AND id = ?2",
+                id.to_string(),
+            ),
+            Err(_) => Lookup::NoMatch,
+        },
+        IndexKey::DisplayName => query(
+            "FROM scim_groups WHERE provider = ?1 AND display_name_lower = ?2",
+            value.to_lowercase(),
+        ),
+        IndexKey::ExternalId => query(
+            "FROM scim_groups WHERE provider = ?1 AND external_id = ?2",
+            value.to_owned(),
+        ),
+        IndexKey::Member => match value.parse::<IdentityId>() {
+            Ok(id) => query(
+                "FROM scim_memberships m CROSS JOIN scim_groups g
+                   ON g.provider = m.provider AND g.id = m.group_id
+                 WHERE m.provider = ?1 AND m.user_id = ?2",
+                id.to_string(),
+            ),
+            Err(_) => Lookup::NoMatch,
+        },
+        IndexKey::UserName | IndexKey::Email => Lookup::NoIndex,
+    }
+}
+
+/// The groups of a user (`?2`), with what its `groups` and the SCIM mapper show of each.
+const GROUPS_OF: &str = "SELECT g.id, g.display_name, g.external_id FROM scim_memberships m
+     CROSS JOIN scim_groups g ON g.provider = m.provider AND g.id = m.group_id
+     WHERE m.provider = ?1 AND m.user_id = ?2
+     ORDER BY g.display_name, g.id";
+
+/// The ids of the groups of a user (`?2`).
+const GROUP_IDS_OF: &str =
+    "SELECT group_id FROM scim_memberships WHERE provider = ?1 AND user_id = ?2 ORDER BY group_id";
+
+/// The member ids of a group (`?2`).
+const MEMBERS: &str = "SELECT user_id FROM scim_memberships WHERE provider = ?1 AND group_id = ?2";
 
 /// Applies the migrations the database lacks, in one transaction.
 fn migrate(connection: &mut Connection) -> rusqlite::Result<()> {
@@ -694,9 +760,7 @@ fn require_group(c: &Connection, provider: &str, group: &str) -> Result<()> {
 }
 
 fn member_ids(c: &Connection, provider: &str, group: &str) -> Result<Vec<IdentityId>> {
-    let mut statement = c.prepare_cached(
-        "SELECT user_id FROM scim_memberships WHERE provider = ?1 AND group_id = ?2",
-    )?;
+    let mut statement = c.prepare_cached(MEMBERS)?;
     let ids: Vec<String> = statement
         .query_map(params![provider, group], |row| row.get(0))?
         .collect::<rusqlite::Result<_>>()?;
@@ -814,5 +878,62 @@ impl GroupColumns {
             last_modified: from_micros(self.modified),
             version: self.version as u64,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SQLite's plan of `sql`, one line per step.
+    fn plan(c: &Connection, sql: &str) -> Vec<String> {
+        let mut statement = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let count = statement.parameter_count();
+        let values: Vec<&str> = vec!["x"; count];
+        statement
+            .query_map(rusqlite::params_from_iter(values), |row| {
+                row.get::<_, String>(3)
+            })
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn every_lookup_reads_only_its_rows() {
+        let mut c = Connection::open_in_memory().unwrap();
+        migrate(&mut c).unwrap();
+        let id = uuid::Uuid::nil().to_string();
+        let mut queries = vec![
+            GROUPS_OF.to_owned(),
+            GROUP_IDS_OF.to_owned(),
+            MEMBERS.to_owned(),
+        ];
+        for key in [
+            IndexKey::Id,
+            IndexKey::UserName,
+            IndexKey::ExternalId,
+            IndexKey::Email,
+            IndexKey::DisplayName,
+            IndexKey::Member,
+        ] {
+            for lookup in [user_lookup(key, &id), group_lookup(key, &id)] {
+                if let Lookup::Query(sql, _) = lookup {
+                    queries.push(sql);
+                }
+            }
+        }
+        assert_eq!(queries.len(), 11, "four user and four group lookups");
+        for sql in &queries {
+            let steps = plan(&c, sql);
+            let searches: Vec<&String> = steps.iter().filter(|s| s.starts_with("SEARCH")).collect();
+            assert!(!searches.is_empty(), "{sql}: {steps:?}");
+            for step in &steps {
+                // A full scan, or a search bounded by the provider alone, reads every row of the
+                // provider: the cost would grow with the store.
+                assert!(!step.starts_with("SCAN"), "{sql}: {steps:?}");
+                assert!(!step.ends_with("(provider=?)"), "{sql}: {steps:?}");
+            }
+        }
     }
 }
