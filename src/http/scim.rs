@@ -33,13 +33,11 @@ use super::{AppState, BodyError, read_body};
 use crate::kratos::KratosAdmin;
 use crate::provider::{Providers, SecretSource};
 use crate::scim::service::{RETRY_AFTER_SECONDS, ScimService};
-use crate::scim::{ListQuery, Projection, ResourceKind, ScimError, discovery};
+use crate::scim::{DEFAULT_PAGE_SIZE, ListQuery, Projection, ResourceKind, ScimError, discovery};
 use crate::secret::Secret;
 use crate::store::Store;
 
 const SCIM_JSON: &str = "application/scim+json";
-/// `filter.maxResults` as discovery advertises it.
-const MAX_RESULTS: usize = 1000;
 
 /// What the SCIM routes share: the store and each SCIM provider's secrets.
 pub struct ScimState {
@@ -344,9 +342,10 @@ async fn route<K: KratosAdmin>(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     match rest {
-        ["ServiceProviderConfig"] => {
-            get_only(Some(discovery::service_provider_config(base, MAX_RESULTS)))
-        }
+        ["ServiceProviderConfig"] => get_only(Some(discovery::service_provider_config(
+            base,
+            DEFAULT_PAGE_SIZE,
+        ))),
         ["ResourceTypes"] => get_only(Some(discovery::resource_types(base))),
         ["ResourceTypes", id] => get_only(discovery::resource_type_by_id(base, id)),
         ["Schemas"] => get_only(Some(discovery::schemas(base, subject))),

@@ -232,6 +232,10 @@ pub struct Outcome {
     /// The identity's earlier Kratos sessions were revoked by this login, because a field of
     /// `[sessions] revoke_when_changed` changed (never for [`EntryPoint::Check`]).
     pub sessions_revoked: bool,
+    /// Kratos held the identity as `inactive` when this login read it. A provisioning entry
+    /// point (SCIM) that finds the user active at the IdP reactivates it from this, Kratos's
+    /// own state, so a deactivation that stopped half-way is never stuck.
+    pub found_inactive: bool,
 }
 
 impl Outcome {
@@ -246,6 +250,7 @@ impl Outcome {
             output: None,
             mapped: None,
             sessions_revoked: false,
+            found_inactive: false,
         }
     }
 
@@ -259,6 +264,7 @@ impl Outcome {
             output,
             mapped: None,
             sessions_revoked: false,
+            found_inactive: false,
         }
     }
 }

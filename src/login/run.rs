@@ -249,6 +249,7 @@ impl<K: KratosAdmin> Run<'_, '_, K> {
                 (None, None) => Found::Nothing,
             };
             let decision = decision::decide(&rules, mapped, found, &self.provenance());
+            let found_inactive = existing.as_ref().is_some_and(|i| i.state == INACTIVE);
             let done = |action, identity_id, changed| Outcome {
                 action,
                 identity_id,
@@ -258,6 +259,7 @@ impl<K: KratosAdmin> Run<'_, '_, K> {
                 output: Some(output.clone()),
                 mapped: Some(mapped.clone()),
                 sessions_revoked: self.sessions_revoked.load(Ordering::Relaxed),
+                found_inactive,
             };
             let refused = |denial| Outcome {
                 mapped: Some(mapped.clone()),

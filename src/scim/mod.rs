@@ -38,5 +38,5 @@ pub use error::{ScimError, ScimType};
 pub use filter::{IndexKey, IndexLookup, ScimFilter};
 pub use patch::{PatchOutcome, apply_patch};
 pub use project::Projection;
-pub use query::{ListQuery, SortOrder, list_response};
+pub use query::{DEFAULT_PAGE_SIZE, ListQuery, SortOrder, list_response};
 pub use schema::ResourceKind;

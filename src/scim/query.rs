@@ -1,8 +1,9 @@
 //! List queries (RFC 7644 §3.4.2) from a query string or a `SearchRequest` body (§3.4.3), and
 //! the `ListResponse` they are answered with.
 //!
-//! - `startIndex` is 1-based; absent or below 1 reads as 1. `count` absent is `None` (the
-//!   service's page size); below 0 reads as 0; no cap is applied here (§3.4.2.4).
+//! - `startIndex` is 1-based; absent or below 1 reads as 1. `count` absent is `None`: a page
+//!   of at most [`DEFAULT_PAGE_SIZE`] resources, the `filter.maxResults` discovery advertises;
+//!   below 0 reads as 0; a `count` given is honoured as given, without a cap (§3.4.2.4).
 //! - `filter` is parsed and checked for the resource type when one is given ([`ScimFilter`]).
 //! - `sortBy`/`sortOrder` are read and kept, but `/ServiceProviderConfig` says
 //!   `sort.supported: false` and the service ignores them (§3.4.2.3 allows that).
@@ -15,6 +16,10 @@ use super::error::ScimError;
 use super::filter::ScimFilter;
 use super::project::Projection;
 use super::schema::{ResourceKind, get_ci};
+
+/// The most resources a list answers when the request gives no `count`: discovery's
+/// `filter.maxResults`. An IdP pages on with `startIndex`.
+pub const DEFAULT_PAGE_SIZE: usize = 1000;
 
 /// The URN of a list response (RFC 7644 §3.4.2).
 pub const LIST_RESPONSE_URN: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
@@ -136,6 +141,11 @@ impl ListQuery {
     /// The 0-based offset of the first resource of the page.
     pub fn offset(&self) -> usize {
         self.start_index - 1
+    }
+
+    /// How many resources the page may hold: `count`, or [`DEFAULT_PAGE_SIZE`].
+    pub fn page_size(&self) -> usize {
+        self.count.unwrap_or(DEFAULT_PAGE_SIZE)
     }
 }
 

@@ -164,6 +164,13 @@ fn emails_index(resource: &Value) -> Vec<String> {
     emails
 }
 
+/// The identity a SCIM login wrote, as the login found it in Kratos.
+struct Mapped {
+    id: IdentityId,
+    /// Kratos held it as `inactive` before this request ([`crate::login::Outcome`]).
+    found_inactive: bool,
+}
+
 impl<K: KratosAdmin> ScimService<'_, K> {
     fn kratos(&self) -> &K {
         self.logins.kratos()
@@ -181,13 +188,13 @@ impl<K: KratosAdmin> ScimService<'_, K> {
         }
     }
 
-    /// Runs the SCIM login of `user` with its memberships `groups`; the identity id it wrote.
+    /// Runs the SCIM login of `user` with its memberships `groups`: the identity it wrote.
     async fn map_user(
         &self,
         user: &Value,
         groups: &[ScimGroup],
         current: Current,
-    ) -> Result<IdentityId, ScimError> {
+    ) -> Result<Mapped, ScimError> {
         let input = ScimInput::new(object(user), groups);
         let login = Login::scim(self.provider, &input, current, self.kratos_budget)
             .map_err(|e| ScimError::invalid_value(e.to_string()))?;
@@ -201,7 +208,10 @@ impl<K: KratosAdmin> ScimService<'_, K> {
                 "the SSO subject of this user ({}) cannot change once provisioned",
                 self.provider.settings.scim.subject.as_str()
             ))),
-            (_, Some(id)) => Ok(id),
+            (_, Some(id)) => Ok(Mapped {
+                id,
+                found_inactive: outcome.found_inactive,
+            }),
             (_, None) => Err(ScimError::new(
                 500,
                 None,
@@ -210,24 +220,27 @@ impl<K: KratosAdmin> ScimService<'_, K> {
         }
     }
 
-    /// Kratos's `state` follows `active`: deactivation ends every session too. `was_active`
-    /// is what the store recorded (`None` for a new user); reactivation is only sent after a
-    /// recorded deactivation, or always for a new record of an identity that may be inactive.
-    async fn apply_active(
-        &self,
-        id: &IdentityId,
-        active: bool,
-        was_active: Option<bool>,
-    ) -> Result<(), ScimError> {
+    /// Kratos's `state` follows `active`: deactivation ends every session too.
+    ///
+    /// Deactivation is sent every time, also when the store already says inactive, so that a
+    /// retry after a fault between Kratos and the store converges. Reactivation follows
+    /// Kratos's own state as the login read it (`mapped.found_inactive`), not the store's: a
+    /// deactivation that reached Kratos but not the store, followed by `active: true` instead
+    /// of a retry, still reactivates.
+    async fn apply_active(&self, mapped: &Mapped, active: bool) -> Result<(), ScimError> {
         if !active {
-            // Always, also when the store already says inactive: a retry after a fault between
-            // Kratos and the store must converge.
-            self.timed(self.kratos().deactivate(id)).await?;
-            self.timed(self.kratos().revoke_sessions(id)).await?;
-        } else if was_active != Some(true) {
-            self.timed(self.kratos().reactivate(id)).await?;
+            self.deactivate(&mapped.id).await
+        } else if mapped.found_inactive {
+            self.timed(self.kratos().reactivate(&mapped.id)).await?;
+            Ok(())
+        } else {
+            Ok(())
         }
-        Ok(())
+    }
+
+    async fn deactivate(&self, id: &IdentityId) -> Result<(), ScimError> {
+        self.timed(self.kratos().deactivate(id)).await?;
+        self.timed(self.kratos().revoke_sessions(id)).await
     }
 
     fn stored_user(&self, id: IdentityId, resource: Value) -> StoredUser {
@@ -462,7 +475,8 @@ impl<K: KratosAdmin> ScimService<'_, K> {
         let resource = resource::validate(ResourceKind::User, body)?;
         self.check_user_unique(&resource, None).await?;
         self.check_subject_free(&resource).await?;
-        let id = self.map_user(&resource, &[], Current::ByCredential).await?;
+        let mapped = self.map_user(&resource, &[], Current::ByCredential).await?;
+        let id = mapped.id;
         // Unreachable but for a race with another create: never record this user over another
         // one's id.
         if self
@@ -480,9 +494,9 @@ impl<K: KratosAdmin> ScimService<'_, K> {
                 "another user of this provider has the same SSO subject",
             ));
         }
-        // An adopted identity may have been deactivated by an earlier DELETE: `None` makes
-        // `active: true` reactivate it.
-        self.apply_active(&id, resource::active(&resource), None)
+        // An adopted identity may have been deactivated by an earlier DELETE: `active: true`
+        // reactivates it.
+        self.apply_active(&mapped, resource::active(&resource))
             .await?;
         let stored = self
             .store
@@ -525,10 +539,25 @@ impl<K: KratosAdmin> ScimService<'_, K> {
             &current.id.to_string(),
             body,
         )?;
-        if !patched.changed {
+        if !patched.changed && !self.stuck_inactive(&current).await? {
             return self.user_representation(&current).await;
         }
         self.write_user(current, patched.resource, expected).await
+    }
+
+    /// The store says active and Kratos says inactive: a deactivation that reached Kratos but
+    /// not the store. A PATCH that changes nothing in the store (Okta's reactivation `active:
+    /// true` after such a fault) still writes, so that Kratos is reactivated.
+    async fn stuck_inactive(&self, user: &StoredUser) -> Result<bool, ScimError> {
+        if !user.active {
+            return Ok(false);
+        }
+        match self.timed(self.kratos().get(&user.id)).await {
+            Ok(identity) => Ok(identity.state == "inactive"),
+            // The identity is gone from Kratos: the write answers that.
+            Err(e) if e.status == 404 => Ok(true),
+            Err(e) => Err(e),
+        }
     }
 
     async fn write_user(
@@ -543,16 +572,16 @@ impl<K: KratosAdmin> ScimService<'_, K> {
             .groups_of(&self.provider.id, current.id)
             .await
             .map_err(store_error)?;
-        let id = self
+        let mapped = self
             .map_user(
                 &resource,
                 &scim_groups(&memberships),
                 Current::ById(current.id),
             )
             .await?;
-        self.apply_active(&id, resource::active(&resource), Some(current.active))
+        self.apply_active(&mapped, resource::active(&resource))
             .await?;
-        let mut next = self.stored_user(id, resource);
+        let mut next = self.stored_user(mapped.id, resource);
         next.created = current.created;
         let stored = self
             .store
@@ -573,7 +602,7 @@ impl<K: KratosAdmin> ScimService<'_, K> {
         };
         match self.provider.settings.scim.on_delete {
             OnDelete::Deactivate => {
-                gone(self.apply_active(&user.id, false, None).await)?;
+                gone(self.deactivate(&user.id).await)?;
             }
             OnDelete::Delete => {
                 gone(self.timed(self.kratos().revoke_sessions(&user.id)).await)?;
@@ -884,6 +913,9 @@ impl<K: KratosAdmin> ScimService<'_, K> {
                 fitting
             }
         };
+        if query.filter.is_none() {
+            return self.list_all(&kinds, query).await;
+        }
         let mut matched: Vec<(ResourceKind, Value)> = Vec::new();
         for kind in kinds {
             for resource in self.candidates(kind, query).await? {
@@ -894,10 +926,68 @@ impl<K: KratosAdmin> ScimService<'_, K> {
         let page: Vec<Value> = matched
             .into_iter()
             .skip(query.offset())
-            .take(query.count.unwrap_or(usize::MAX))
+            .take(query.page_size())
             .map(|(kind, resource)| project(&query.projection, kind, &resource))
             .collect();
         Ok(list_response(total, query.start_index, page))
+    }
+}
+
+impl<K: KratosAdmin> ScimService<'_, K> {
+    /// A list without a filter: the store pages, so only the page's resources are read and
+    /// represented, whatever the number of resources (users first, then groups, for the root
+    /// `/.search`).
+    async fn list_all(
+        &self,
+        kinds: &[ResourceKind],
+        query: &ListQuery,
+    ) -> Result<Value, ScimError> {
+        let provider = &self.provider.id;
+        let mut skip = query.offset() as u64;
+        let mut room = query.page_size() as u64;
+        let mut total: u64 = 0;
+        let mut page = Vec::new();
+        for kind in kinds {
+            let (resources, count) = match kind {
+                ResourceKind::User => {
+                    let (users, count) = self
+                        .store
+                        .users_page(provider, skip, room)
+                        .await
+                        .map_err(store_error)?;
+                    let mut resources = Vec::with_capacity(users.len());
+                    for user in &users {
+                        resources.push(self.user_representation(user).await?);
+                    }
+                    (resources, count)
+                }
+                ResourceKind::Group => {
+                    let (groups, count) = self
+                        .store
+                        .groups_page(provider, skip, room)
+                        .await
+                        .map_err(store_error)?;
+                    let mut resources = Vec::with_capacity(groups.len());
+                    for group in &groups {
+                        resources.push(self.group_representation(group).await?);
+                    }
+                    (resources, count)
+                }
+            };
+            total += count;
+            skip = skip.saturating_sub(count);
+            room -= resources.len() as u64;
+            page.extend(
+                resources
+                    .iter()
+                    .map(|resource| project(&query.projection, *kind, resource)),
+            );
+        }
+        Ok(list_response(
+            usize::try_from(total).unwrap_or(usize::MAX),
+            query.start_index,
+            page,
+        ))
     }
 }
 

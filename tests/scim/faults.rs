@@ -129,6 +129,64 @@ async fn kratos_failing_after_the_deactivation_keeps_the_store_behind_and_the_re
 }
 
 #[actix_web::test]
+async fn a_half_applied_deactivation_followed_by_active_true_reactivates_the_identity() {
+    let app = spawn_quick().await;
+    let created = app.send("POST", USERS, ACME, &ada()).await;
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    app.kratos.set_fault(Fault::FailMatching {
+        method: Some("DELETE".into()),
+        path_suffix: "/sessions".into(),
+        count: 1000,
+        status: 500,
+    });
+    let at = format!("{USERS}/{id}");
+    assert_retry_later(&app.send("PATCH", &at, ACME, &deactivation()).await);
+    assert_eq!(app.identity(&id)["state"], "inactive");
+    assert_eq!(stored_active(&app, &id).await, true);
+    app.kratos.set_fault(Fault::None);
+
+    // The IdP does not retry the deactivation: the user is active again there. The store
+    // already says active, Kratos does not; Kratos's state decides.
+    // Okta's reactivation changes nothing in the store; it still reactivates Kratos.
+    let reactivation = patch(json!([{"op": "replace", "value": {"active": true}}]));
+    let reply = app.send("PATCH", &at, ACME, &reactivation).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.body["active"], true);
+    assert_eq!(app.identity(&id)["state"], "active");
+    // Once both agree, the same PATCH writes nothing.
+    let writes = app.kratos.requests().len();
+    let version = reply.body["meta"]["version"].clone();
+    let again = app.send("PATCH", &at, ACME, &reactivation).await;
+    assert_eq!(again.body["meta"]["version"], version);
+    assert!(
+        app.kratos.requests()[writes..]
+            .iter()
+            .all(|r| r.method == "GET"),
+        "{:?}",
+        &app.kratos.requests()[writes..]
+    );
+
+    // PUT with `active: true` after the same fault reactivates too.
+    app.kratos.set_fault(Fault::FailMatching {
+        method: Some("DELETE".into()),
+        path_suffix: "/sessions".into(),
+        count: 1000,
+        status: 500,
+    });
+    assert_retry_later(&app.send("PATCH", &at, ACME, &deactivation()).await);
+    app.kratos.set_fault(Fault::None);
+    let mut put = ada();
+    put["title"] = json!("CTO");
+    let reply = app.send("PUT", &at, ACME, &put).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(app.identity(&id)["state"], "active");
+    let (status, _) = app
+        .sso_login("okta-acme", &super::acme_claims("admin"))
+        .await;
+    assert_eq!(status, 200, "reactivated: the user signs in again");
+}
+
+#[actix_web::test]
 async fn kratos_failing_before_the_deactivation_changes_nothing_and_the_retry_converges() {
     let app = spawn_quick().await;
     let created = app.send("POST", USERS, ACME, &ada()).await;

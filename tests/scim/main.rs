@@ -310,3 +310,89 @@ pub(crate) async fn seed_lifecycle(app: App) {
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["identity_id"], id.as_str());
 }
+
+#[actix_web::test]
+async fn a_list_without_a_filter_pages_over_users_then_groups() {
+    let app = spawn().await;
+    let mut users = Vec::new();
+    for name in ["ada", "grace", "linus"] {
+        let body = json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": format!("{name}@acme.example"),
+            "externalId": format!("00u-{name}"),
+            "emails": [{"value": format!("{name}@acme.example"), "primary": true}],
+        });
+        let reply = app.send("POST", USERS, ACME, &body).await;
+        assert_eq!(reply.status, 201, "{}", reply.text);
+        users.push(reply.body["id"].as_str().unwrap().to_owned());
+    }
+    let mut groups = Vec::new();
+    for name in ["Engineering", "Admins"] {
+        let body = json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "displayName": name,
+        });
+        let reply = app.send("POST", GROUPS, ACME, &body).await;
+        assert_eq!(reply.status, 201, "{}", reply.text);
+        groups.push(reply.body["id"].as_str().unwrap().to_owned());
+    }
+    // Another provider's resources are never counted.
+    let globex = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": "ada@globex.example",
+        "externalId": "globex-ada",
+        "emails": [{"value": "ada@globex.example", "primary": true}],
+    });
+    let reply = app
+        .send("POST", "/scim/v2/entra-globex/Users", GLOBEX, &globex)
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+
+    let ids = |list: &Value| -> Vec<String> {
+        list["Resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // The root search: users in creation order, then groups; a page can span both.
+    let search = |start: u64, count: u64| {
+        json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+            "startIndex": start,
+            "count": count,
+        })
+    };
+    let everyone: Vec<String> = users.iter().chain(&groups).cloned().collect();
+    for (start, count) in [(1, 5), (1, 2), (3, 2), (4, 1), (5, 9), (6, 3)] {
+        let reply = app
+            .send(
+                "POST",
+                "/scim/v2/okta-acme/.search",
+                ACME,
+                &search(start, count),
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        let want: Vec<String> = everyone
+            .iter()
+            .skip(start as usize - 1)
+            .take(count as usize)
+            .cloned()
+            .collect();
+        common::assert_list(&reply.body, 5, start, want.len() as u64);
+        assert_eq!(ids(&reply.body), want, "startIndex={start} count={count}");
+    }
+    // `count=0`: the total alone (RFC 7644 §3.4.2.4).
+    let (status, list) = app
+        .call("GET", &format!("{USERS}?count=0"), ACME, None)
+        .await;
+    assert_eq!(status, 200, "{list}");
+    common::assert_list(&list, 3, 1, 0);
+    let (_, list) = app
+        .call("GET", &format!("{GROUPS}?startIndex=2"), ACME, None)
+        .await;
+    common::assert_list(&list, 2, 2, 1);
+    assert_eq!(ids(&list), vec![groups[1].clone()]);
+}
