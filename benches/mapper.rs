@@ -90,6 +90,8 @@ fn evaluation(c: &mut Criterion) {
 fn generated_tree(n: usize) -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
     let mapper = std::fs::read_to_string(root().join("mappers/okta-acme/mapper.jsonnet")).unwrap();
+    // okta-acme has `[scim] enabled`, which needs its SCIM mapper beside the claims mapper.
+    let scim = std::fs::read_to_string(root().join("mappers/okta-acme/scim.jsonnet")).unwrap();
     let settings = std::fs::read_to_string(root().join("mappers/okta-acme/provider.toml")).unwrap();
     let claims =
         std::fs::read_to_string(root().join("mappers/okta-acme/tests/admin.claims.json")).unwrap();
@@ -103,6 +105,7 @@ fn generated_tree(n: usize) -> tempfile::TempDir {
             format!("// customer {i}\n{mapper}"),
         )
         .unwrap();
+        std::fs::write(dir.join("scim.jsonnet"), format!("// customer {i}\n{scim}")).unwrap();
         std::fs::write(
             dir.join("provider.toml"),
             settings.replace("tenant-acme", &format!("tenant-{i:04}")),

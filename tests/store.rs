@@ -157,6 +157,7 @@ suite![
     every_write_bumps_the_version_and_a_stale_expected_version_is_refused,
     membership_changes_report_exactly_what_changed_and_bump_the_group,
     a_member_that_is_not_a_user_of_the_provider_is_refused_and_nothing_changes,
+    a_group_and_its_members_are_written_in_one_transaction,
     deleting_a_user_takes_its_memberships_and_deleting_a_group_returns_its_members,
     pages_are_stable_and_count_only_the_providers_rows,
     opening_twice_migrates_once_and_keeps_the_data,
@@ -644,6 +645,73 @@ mod suite {
             store.groups_of(&p, a).await.unwrap()[0].display_name,
             "Administrators"
         );
+    }
+
+    pub async fn a_group_and_its_members_are_written_in_one_transaction(backend: &Backend) {
+        let store = backend.open().await;
+        let p = provider("okta-acme");
+        let ada = store
+            .put_user(&user(&p, "ada@acme.example", None, &[]), None)
+            .await
+            .unwrap();
+        let grace = store
+            .put_user(&user(&p, "grace@acme.example", None, &[]), None)
+            .await
+            .unwrap();
+        let admins = group(&p, "Admins", None);
+        let written = store
+            .put_group_with_members(&admins, None, &[grace.id, ada.id, ada.id], at(1))
+            .await
+            .unwrap();
+        // The row (version 1) and the membership change (version 2), as one write.
+        assert_eq!(written.version, 2);
+        assert_eq!(
+            store.group(&p, admins.id).await.unwrap(),
+            Some(written.clone())
+        );
+        let mut both = vec![ada.id, grace.id];
+        both.sort();
+        assert_eq!(store.members(&p, admins.id).await.unwrap(), both);
+
+        // A rename with an unknown member: neither the name nor the members change.
+        let nobody = IdentityId::new(uuid::Uuid::new_v4());
+        let renamed = group(&p, "Owners", None);
+        let renamed = StoredGroup {
+            id: admins.id,
+            ..renamed
+        };
+        assert_eq!(
+            store
+                .put_group_with_members(&renamed, Some(2), &[ada.id, nobody], at(2))
+                .await,
+            Err(StoreError::UnknownMember(nobody))
+        );
+        assert_eq!(
+            store.group(&p, admins.id).await.unwrap(),
+            Some(written.clone())
+        );
+        assert_eq!(store.members(&p, admins.id).await.unwrap(), both);
+        // A stale version: nothing either.
+        assert_eq!(
+            store
+                .put_group_with_members(&renamed, Some(1), &[ada.id], at(2))
+                .await,
+            Err(StoreError::VersionMismatch)
+        );
+        assert_eq!(store.members(&p, admins.id).await.unwrap(), both);
+
+        // Same members: the row's write alone bumps the version.
+        let kept = store
+            .put_group_with_members(&renamed, Some(2), &both, at(3))
+            .await
+            .unwrap();
+        assert_eq!((kept.version, kept.display_name.as_str()), (3, "Owners"));
+        let only_ada = store
+            .put_group_with_members(&renamed, Some(3), &[ada.id], at(4))
+            .await
+            .unwrap();
+        assert_eq!(only_ada.version, 5);
+        assert_eq!(store.members(&p, admins.id).await.unwrap(), vec![ada.id]);
     }
 
     pub async fn a_member_that_is_not_a_user_of_the_provider_is_refused_and_nothing_changes(

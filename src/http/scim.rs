@@ -291,7 +291,14 @@ async fn respond(request: &HttpRequest, payload: web::Payload, state: &AppState)
                     .insert(actix_web::http::header::LOCATION, location);
             }
             if status == 204 {
-                return HttpResponse::NoContent().finish();
+                // A PATCH's 204 still carries the new version.
+                let mut no_content = HttpResponse::NoContent();
+                if let Some(version) = value.pointer("/meta/version").and_then(Value::as_str)
+                    && let Ok(version) = HeaderValue::from_str(version)
+                {
+                    no_content.insert_header(("ETag", version));
+                }
+                return no_content.finish();
             }
             response
         }
@@ -402,7 +409,14 @@ async fn route<K: KratosAdmin>(
                     service.patch_user(id, &body_or_empty(), if_match).await?
                 }
                 (ResourceKind::Group, Method::PATCH) => {
-                    service.patch_group(id, &body_or_empty(), if_match).await?
+                    let patched = service.patch_group(id, &body_or_empty(), if_match).await?;
+                    // Entra and Okta both document 204 for a group PATCH, which spares them a
+                    // member list they do not read (RFC 7644 §3.5.2 allows either); a request
+                    // that names `attributes` gets the group.
+                    if projection.is_default() {
+                        return Ok((204, patched));
+                    }
+                    patched
                 }
                 (ResourceKind::User, Method::DELETE) => {
                     service.delete_user(id).await?;

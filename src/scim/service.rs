@@ -24,6 +24,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use futures_util::{StreamExt, TryStreamExt};
 use serde_json::{Map, Value};
 
 use super::meta;
@@ -163,6 +164,10 @@ fn emails_index(resource: &Value) -> Vec<String> {
     emails.dedup();
     emails
 }
+
+/// How many members of one group change are re-mapped at a time: as many as the default
+/// number of mapper workers, so that one large PATCH does not queue every other login behind it.
+const REMAP_CONCURRENCY: usize = 4;
 
 /// The identity a SCIM login wrote, as the login found it in Kratos.
 struct Mapped {
@@ -642,45 +647,61 @@ impl<K: KratosAdmin> ScimService<'_, K> {
     /// Re-maps every user in `affected` with its memberships as they will be once the group
     /// `group` has `members` (`None`: the group is gone). Runs before the store records the
     /// change, so that Kratos is never behind the store.
+    ///
+    /// The members are independent identities, so up to [`REMAP_CONCURRENCY`] of them are
+    /// re-mapped side by side: a PATCH adding many members waits on Kratos and the mapper
+    /// workers for all of them at once rather than one after another. The first failure stops
+    /// the rest; members already re-mapped stay so, and the retry converges.
     async fn remap(
         &self,
         group: GroupId,
         after: Option<(&Value, &[IdentityId])>,
         affected: &[IdentityId],
     ) -> Result<(), ScimError> {
-        for member in affected {
-            let Some(user) = self
-                .store
-                .user(&self.provider.id, *member)
-                .await
-                .map_err(store_error)?
-            else {
-                continue;
-            };
-            let mut memberships = self
-                .store
-                .groups_of(&self.provider.id, *member)
-                .await
-                .map_err(store_error)?;
-            memberships.retain(|m| m.group != group);
-            if let Some((resource, members)) = after
-                && members.contains(member)
-            {
-                memberships.push(Membership {
-                    group,
-                    display_name: resource::display_name(resource)
-                        .unwrap_or_default()
-                        .to_owned(),
-                    external_id: resource::external_id(resource).map(str::to_owned),
-                });
-            }
-            self.map_user(
-                &user.resource,
-                &scim_groups(&memberships),
-                Current::ById(*member),
-            )
-            .await?;
+        futures_util::stream::iter(affected)
+            .map(|member| self.remap_one(group, after, *member))
+            .buffer_unordered(REMAP_CONCURRENCY)
+            .try_collect::<()>()
+            .await
+    }
+
+    async fn remap_one(
+        &self,
+        group: GroupId,
+        after: Option<(&Value, &[IdentityId])>,
+        member: IdentityId,
+    ) -> Result<(), ScimError> {
+        let Some(user) = self
+            .store
+            .user(&self.provider.id, member)
+            .await
+            .map_err(store_error)?
+        else {
+            return Ok(());
+        };
+        let mut memberships = self
+            .store
+            .groups_of(&self.provider.id, member)
+            .await
+            .map_err(store_error)?;
+        memberships.retain(|m| m.group != group);
+        if let Some((resource, members)) = after
+            && members.contains(&member)
+        {
+            memberships.push(Membership {
+                group,
+                display_name: resource::display_name(resource)
+                    .unwrap_or_default()
+                    .to_owned(),
+                external_id: resource::external_id(resource).map(str::to_owned),
+            });
         }
+        self.map_user(
+            &user.resource,
+            &scim_groups(&memberships),
+            Current::ById(member),
+        )
+        .await?;
         Ok(())
     }
 
@@ -744,19 +765,9 @@ impl<K: KratosAdmin> ScimService<'_, K> {
             .await?;
         let stored = self
             .store
-            .put_group(&next, expected)
+            .put_group_with_members(&next, expected, &members, SystemTime::now())
             .await
             .map_err(store_error)?;
-        self.store
-            .set_members(&self.provider.id, id, &members, SystemTime::now())
-            .await
-            .map_err(store_error)?;
-        let stored = self
-            .store
-            .group(&self.provider.id, id)
-            .await
-            .map_err(store_error)?
-            .unwrap_or(stored);
         self.group_representation(&stored).await
     }
 

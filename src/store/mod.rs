@@ -423,6 +423,19 @@ impl Store {
         dispatch!(self.put_group(group, expected_version))
     }
 
+    /// Writes `group` as [`Store::put_group`] does and makes `members` its members, in one
+    /// transaction: a failure leaves both as they were. Returns the group as stored, its
+    /// version bumped once more when the members changed.
+    pub async fn put_group_with_members(
+        &self,
+        group: &StoredGroup,
+        expected_version: Option<u64>,
+        members: &[IdentityId],
+        now: SystemTime,
+    ) -> Result<StoredGroup, StoreError> {
+        dispatch!(self.put_group_with_members(group, expected_version, members, now))
+    }
+
     /// Removes the group and its memberships; returns its former members (for re-mapping).
     pub async fn delete_group(
         &self,

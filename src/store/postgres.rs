@@ -483,41 +483,42 @@ impl PostgresStore {
         self.with(move |c| {
             Box::pin(async move {
                 let tx = c.transaction().await?;
-                let provider = group.provider.as_str();
-                let id = group.id.uuid();
-                let existing = tx
-                    .query_opt(
-                        "SELECT version, created_us FROM scim_groups WHERE provider = $1 AND id = $2 FOR UPDATE",
-                        &[&provider, &id],
-                    )
-                    .await?
-                    .map(|row| (row.get::<_, i64>(0), row.get::<_, i64>(1)));
-                let (version, created) = next_version(existing, expected_version, "group")?;
-                let created = created.unwrap_or(to_micros(group.created));
-                tx.execute(
-                    "INSERT INTO scim_groups (provider, id, resource, display_name, display_name_lower, external_id, created_us, modified_us, version)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                     ON CONFLICT (provider, id) DO UPDATE SET resource = excluded.resource,
-                       display_name = excluded.display_name, display_name_lower = excluded.display_name_lower,
-                       external_id = excluded.external_id, modified_us = excluded.modified_us,
-                       version = excluded.version",
-                    &[
-                        &provider,
-                        &id,
-                        &group.resource,
-                        &group.display_name,
-                        &group.display_name.to_lowercase(),
-                        &group.external_id,
-                        &created,
-                        &to_micros(group.last_modified),
-                        &version,
-                    ],
-                )
-                .await?;
+                put_group_in(&tx, &mut group, expected_version).await?;
                 tx.commit().await?;
-                group.created = from_micros(created);
-                group.last_modified = from_micros(to_micros(group.last_modified));
-                group.version = version as u64;
+                Ok(group)
+            })
+        })
+        .await
+    }
+
+    pub(super) async fn put_group_with_members(
+        &self,
+        group: &StoredGroup,
+        expected_version: Option<u64>,
+        members: &[IdentityId],
+        now: SystemTime,
+    ) -> std::result::Result<StoredGroup, StoreError> {
+        let mut group = group.clone();
+        let named = sorted_ids(members);
+        self.with(move |c| {
+            Box::pin(async move {
+                let tx = c.transaction().await?;
+                put_group_in(&tx, &mut group, expected_version).await?;
+                let provider = group.provider.clone();
+                let change =
+                    change_members_in(&tx, provider.as_str(), group.id, MemberOp::Set, &named, now)
+                        .await?;
+                if !change.is_empty() {
+                    // The membership change bumped the version once more.
+                    let sql = format!(
+                        "SELECT {GROUP_COLUMNS} FROM scim_groups WHERE provider = $1 AND id = $2"
+                    );
+                    let row = tx
+                        .query_one(&sql, &[&provider.as_str(), &group.id.uuid()])
+                        .await?;
+                    group = group_from(&row, &provider)?;
+                }
+                tx.commit().await?;
                 Ok(group)
             })
         })
@@ -589,47 +590,8 @@ impl PostgresStore {
         self.with(move |c| {
             Box::pin(async move {
                 let tx = c.transaction().await?;
-                let p = provider.as_str();
-                let g = group.uuid();
-                // Locking the group row serialises membership changes of one group.
-                lock_group(&tx, p, g, true).await?;
-                let named_uuids: Vec<Uuid> = named.iter().map(IdentityId::uuid).collect();
-                if op != MemberOp::Remove {
-                    let known: Vec<Uuid> = tx
-                        .query(
-                            "SELECT id FROM scim_users WHERE provider = $1 AND id = ANY($2)",
-                            &[&p, &named_uuids],
-                        )
-                        .await?
-                        .iter()
-                        .map(|row| row.get(0))
-                        .collect();
-                    if let Some(unknown) = named.iter().find(|id| !known.contains(&id.uuid())) {
-                        return Err(StoreError::UnknownMember(*unknown).into());
-                    }
-                }
-                let current = member_ids(&tx, p, g).await?;
-                let change = op.plan(&current, &named);
-                if !change.added.is_empty() {
-                    let added: Vec<Uuid> = change.added.iter().map(IdentityId::uuid).collect();
-                    tx.execute(
-                        "INSERT INTO scim_memberships (provider, group_id, user_id)
-                         SELECT $1, $2, u FROM unnest($3::uuid[]) AS u",
-                        &[&p, &g, &added],
-                    )
-                    .await?;
-                }
-                if !change.removed.is_empty() {
-                    let removed: Vec<Uuid> = change.removed.iter().map(IdentityId::uuid).collect();
-                    tx.execute(
-                        "DELETE FROM scim_memberships WHERE provider = $1 AND group_id = $2 AND user_id = ANY($3)",
-                        &[&p, &g, &removed],
-                    )
-                    .await?;
-                }
-                if !change.is_empty() {
-                    bump_groups(&tx, p, &[g], to_micros(now)).await?;
-                }
+                let change =
+                    change_members_in(&tx, provider.as_str(), group, op, &named, now).await?;
                 tx.commit().await?;
                 Ok(change)
             })
@@ -819,6 +781,103 @@ async fn groups_range(
         )
         .await?;
     rows.iter().map(|row| group_from(row, provider)).collect()
+}
+
+/// Inserts or replaces `group` (not its members) in `tx`, locking its row, and sets its
+/// version and times as stored.
+async fn put_group_in(
+    tx: &tokio_postgres::Transaction<'_>,
+    group: &mut StoredGroup,
+    expected_version: Option<u64>,
+) -> Result<()> {
+    let provider = group.provider.as_str();
+    let id = group.id.uuid();
+    let existing = tx
+        .query_opt(
+            "SELECT version, created_us FROM scim_groups WHERE provider = $1 AND id = $2 FOR UPDATE",
+            &[&provider, &id],
+        )
+        .await?
+        .map(|row| (row.get::<_, i64>(0), row.get::<_, i64>(1)));
+    let (version, created) = next_version(existing, expected_version, "group")?;
+    let created = created.unwrap_or(to_micros(group.created));
+    tx.execute(
+        "INSERT INTO scim_groups (provider, id, resource, display_name, display_name_lower, external_id, created_us, modified_us, version)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         ON CONFLICT (provider, id) DO UPDATE SET resource = excluded.resource,
+           display_name = excluded.display_name, display_name_lower = excluded.display_name_lower,
+           external_id = excluded.external_id, modified_us = excluded.modified_us,
+           version = excluded.version",
+        &[
+            &provider,
+            &id,
+            &group.resource,
+            &group.display_name,
+            &group.display_name.to_lowercase(),
+            &group.external_id,
+            &created,
+            &to_micros(group.last_modified),
+            &version,
+        ],
+    )
+    .await?;
+    group.created = from_micros(created);
+    group.last_modified = from_micros(to_micros(group.last_modified));
+    group.version = version as u64;
+    Ok(())
+}
+
+/// Applies `op` with the (sorted, deduplicated) ids `named` to the members of `group` in `tx`,
+/// locking the group's row.
+async fn change_members_in(
+    tx: &tokio_postgres::Transaction<'_>,
+    p: &str,
+    group: GroupId,
+    op: MemberOp,
+    named: &[IdentityId],
+    now: SystemTime,
+) -> Result<MembershipChange> {
+    let g = group.uuid();
+    // Locking the group row serialises membership changes of one group.
+    lock_group(tx, p, g, true).await?;
+    let named_uuids: Vec<Uuid> = named.iter().map(IdentityId::uuid).collect();
+    if op != MemberOp::Remove {
+        let known: Vec<Uuid> = tx
+            .query(
+                "SELECT id FROM scim_users WHERE provider = $1 AND id = ANY($2)",
+                &[&p, &named_uuids],
+            )
+            .await?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        if let Some(unknown) = named.iter().find(|id| !known.contains(&id.uuid())) {
+            return Err(StoreError::UnknownMember(*unknown).into());
+        }
+    }
+    let current = member_ids(tx, p, g).await?;
+    let change = op.plan(&current, named);
+    if !change.added.is_empty() {
+        let added: Vec<Uuid> = change.added.iter().map(IdentityId::uuid).collect();
+        tx.execute(
+            "INSERT INTO scim_memberships (provider, group_id, user_id)
+             SELECT $1, $2, u FROM unnest($3::uuid[]) AS u",
+            &[&p, &g, &added],
+        )
+        .await?;
+    }
+    if !change.removed.is_empty() {
+        let removed: Vec<Uuid> = change.removed.iter().map(IdentityId::uuid).collect();
+        tx.execute(
+            "DELETE FROM scim_memberships WHERE provider = $1 AND group_id = $2 AND user_id = ANY($3)",
+            &[&p, &g, &removed],
+        )
+        .await?;
+    }
+    if !change.is_empty() {
+        bump_groups(tx, p, &[g], to_micros(now)).await?;
+    }
+    Ok(change)
 }
 
 /// [`StoreError::NotFound`] unless the group exists; with `for_update`, locks its row.

@@ -394,40 +394,30 @@ impl SqliteStore {
     ) -> std::result::Result<StoredGroup, StoreError> {
         let mut group = group.clone();
         self.write(move |tx| {
-            let provider = group.provider.as_str();
-            let id = group.id.to_string();
-            let existing: Option<(i64, i64)> = tx
-                .query_row(
-                    "SELECT version, created_us FROM scim_groups WHERE provider = ?1 AND id = ?2",
-                    params![provider, id],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )
-                .optional()?;
-            let (version, created) = next_version(existing, expected_version, "group")?;
-            let created = created.unwrap_or(to_micros(group.created));
-            tx.execute(
-                "INSERT INTO scim_groups (provider, id, resource, display_name, display_name_lower, external_id, created_us, modified_us, version)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                 ON CONFLICT (provider, id) DO UPDATE SET resource = excluded.resource,
-                   display_name = excluded.display_name, display_name_lower = excluded.display_name_lower,
-                   external_id = excluded.external_id, modified_us = excluded.modified_us,
-                   version = excluded.version",
-                params![
-                    provider,
-                    id,
-                    serde_json::to_string(&group.resource)?,
-                    group.display_name,
-                    group.display_name.to_lowercase(),
-                    group.external_id,
-                    created,
-                    to_micros(group.last_modified),
-                    version,
-                ],
-            )?;
-            group.created = from_micros(created);
-            group.last_modified = from_micros(to_micros(group.last_modified));
-            group.version = version as u64;
+            put_group_in(tx, &mut group, expected_version)?;
             Ok(group)
+        })
+        .await
+    }
+
+    pub(super) async fn put_group_with_members(
+        &self,
+        group: &StoredGroup,
+        expected_version: Option<u64>,
+        members: &[IdentityId],
+        now: SystemTime,
+    ) -> std::result::Result<StoredGroup, StoreError> {
+        let mut group = group.clone();
+        let named = sorted_ids(members);
+        self.write(move |tx| {
+            put_group_in(tx, &mut group, expected_version)?;
+            let (p, g) = (group.provider.clone(), group.id);
+            let change = change_members_in(tx, p.as_str(), g, MemberOp::Set, &named, now)?;
+            if change.is_empty() {
+                return Ok(group);
+            }
+            // The membership change bumped the version once more.
+            group_row(tx, &p, g)?.ok_or_else(|| StoreError::NotFound { what: "group" }.into())
         })
         .await
     }
@@ -478,40 +468,8 @@ impl SqliteStore {
     ) -> std::result::Result<MembershipChange, StoreError> {
         let provider = provider.clone();
         let named = sorted_ids(members);
-        self.write(move |tx| {
-            let p = provider.as_str();
-            let g = group.to_string();
-            require_group(tx, p, &g)?;
-            if op != MemberOp::Remove {
-                let mut exists = tx.prepare_cached(
-                    "SELECT 1 FROM scim_users WHERE provider = ?1 AND id = ?2",
-                )?;
-                for member in &named {
-                    if !exists.exists(params![p, member.to_string()])? {
-                        return Err(StoreError::UnknownMember(*member).into());
-                    }
-                }
-            }
-            let current = member_ids(tx, p, &g)?;
-            let change = op.plan(&current, &named);
-            for member in &change.added {
-                tx.execute(
-                    "INSERT INTO scim_memberships (provider, group_id, user_id) VALUES (?1, ?2, ?3)",
-                    params![p, g, member.to_string()],
-                )?;
-            }
-            for member in &change.removed {
-                tx.execute(
-                    "DELETE FROM scim_memberships WHERE provider = ?1 AND group_id = ?2 AND user_id = ?3",
-                    params![p, g, member.to_string()],
-                )?;
-            }
-            if !change.is_empty() {
-                bump_group(tx, p, &g, to_micros(now))?;
-            }
-            Ok(change)
-        })
-        .await
+        self.write(move |tx| change_members_in(tx, provider.as_str(), group, op, &named, now))
+            .await
     }
 
     pub(super) async fn groups_of(
@@ -542,6 +500,89 @@ impl SqliteStore {
         })
         .await
     }
+}
+
+/// Inserts or replaces `group` (not its members) in `tx`, setting its version and times as
+/// stored.
+fn put_group_in(
+    tx: &Transaction<'_>,
+    group: &mut StoredGroup,
+    expected_version: Option<u64>,
+) -> Result<()> {
+    let provider = group.provider.as_str();
+    let id = group.id.to_string();
+    let existing: Option<(i64, i64)> = tx
+        .query_row(
+            "SELECT version, created_us FROM scim_groups WHERE provider = ?1 AND id = ?2",
+            params![provider, id],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    let (version, created) = next_version(existing, expected_version, "group")?;
+    let created = created.unwrap_or(to_micros(group.created));
+    tx.execute(
+        "INSERT INTO scim_groups (provider, id, resource, display_name, display_name_lower, external_id, created_us, modified_us, version)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+         ON CONFLICT (provider, id) DO UPDATE SET resource = excluded.resource,
+           display_name = excluded.display_name, display_name_lower = excluded.display_name_lower,
+           external_id = excluded.external_id, modified_us = excluded.modified_us,
+           version = excluded.version",
+        params![
+            provider,
+            id,
+            serde_json::to_string(&group.resource)?,
+            group.display_name,
+            group.display_name.to_lowercase(),
+            group.external_id,
+            created,
+            to_micros(group.last_modified),
+            version,
+        ],
+    )?;
+    group.created = from_micros(created);
+    group.last_modified = from_micros(to_micros(group.last_modified));
+    group.version = version as u64;
+    Ok(())
+}
+
+/// Applies `op` with the (sorted, deduplicated) ids `named` to the members of `group` in `tx`.
+fn change_members_in(
+    tx: &Transaction<'_>,
+    p: &str,
+    group: GroupId,
+    op: MemberOp,
+    named: &[IdentityId],
+    now: SystemTime,
+) -> Result<MembershipChange> {
+    let g = group.to_string();
+    require_group(tx, p, &g)?;
+    if op != MemberOp::Remove {
+        let mut exists =
+            tx.prepare_cached("SELECT 1 FROM scim_users WHERE provider = ?1 AND id = ?2")?;
+        for member in named {
+            if !exists.exists(params![p, member.to_string()])? {
+                return Err(StoreError::UnknownMember(*member).into());
+            }
+        }
+    }
+    let current = member_ids(tx, p, &g)?;
+    let change = op.plan(&current, named);
+    for member in &change.added {
+        tx.execute(
+            "INSERT INTO scim_memberships (provider, group_id, user_id) VALUES (?1, ?2, ?3)",
+            params![p, g, member.to_string()],
+        )?;
+    }
+    for member in &change.removed {
+        tx.execute(
+            "DELETE FROM scim_memberships WHERE provider = ?1 AND group_id = ?2 AND user_id = ?3",
+            params![p, g, member.to_string()],
+        )?;
+    }
+    if !change.is_empty() {
+        bump_group(tx, p, &g, to_micros(now))?;
+    }
+    Ok(change)
 }
 
 /// An index lookup's SQL, with the value bound as `?2` (the provider is `?1`).

@@ -130,13 +130,54 @@ pub(crate) async fn group_demotion(app: App) {
             Some(&patch.to_string()),
         )
         .await;
-    assert_eq!(status, 200, "{body}");
+    // A group PATCH answers 204, as Entra and Okta document it.
+    assert_eq!(status, 204, "{body}");
     assert_eq!(app.identity(&id)["traits"]["role"], "guest");
     assert_eq!(app.sessions(&id).await, 0);
     let (_, user) = app.call("GET", &format!("{USERS}/{id}"), ACME, None).await;
     assert!(
         user["groups"].as_array().is_none_or(Vec::is_empty),
         "{user}"
+    );
+}
+
+#[actix_web::test]
+async fn a_group_patch_answers_204_with_the_new_etag_or_the_group_when_attributes_are_asked() {
+    let app = spawn().await;
+    let reply = app
+        .send("POST", USERS, ACME, &serde_json::from_str(&ada()).unwrap())
+        .await;
+    let id = reply.body["id"].as_str().unwrap().to_owned();
+    let group = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+        "displayName": "Acme-Admins",
+    });
+    let reply = app.send("POST", GROUPS, ACME, &group).await;
+    let at = format!("{GROUPS}/{}", reply.body["id"].as_str().unwrap());
+    let add = common::patch(json!([{"op": "add", "path": "members", "value": [{"value": id}]}]));
+
+    let reply = app.send("PATCH", &at, ACME, &add).await;
+    assert_eq!(reply.status, 204, "{}", reply.text);
+    assert!(reply.text.is_empty(), "{}", reply.text);
+    let (_, read) = app.call("GET", &at, ACME, None).await;
+    assert_eq!(read["members"][0]["value"], id.as_str());
+    assert_eq!(reply.header("etag"), read["meta"]["version"].as_str());
+
+    let remove = common::patch(json!([{"op": "remove", "path": "members"}]));
+    let reply = app
+        .send(
+            "PATCH",
+            &format!("{at}?attributes=members,displayName"),
+            ACME,
+            &remove,
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.body["displayName"], "Acme-Admins");
+    assert!(
+        reply.body["members"].as_array().is_none_or(Vec::is_empty),
+        "{}",
+        reply.text
     );
 }
 
