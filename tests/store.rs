@@ -158,6 +158,7 @@ suite![
     membership_changes_report_exactly_what_changed_and_bump_the_group,
     a_member_that_is_not_a_user_of_the_provider_is_refused_and_nothing_changes,
     a_group_and_its_members_are_written_in_one_transaction,
+    a_batch_read_returns_only_the_providers_existing_users_sorted,
     deleting_a_user_takes_its_memberships_and_deleting_a_group_returns_its_members,
     pages_are_stable_and_count_only_the_providers_rows,
     opening_twice_migrates_once_and_keeps_the_data,
@@ -645,6 +646,28 @@ mod suite {
             store.groups_of(&p, a).await.unwrap()[0].display_name,
             "Administrators"
         );
+    }
+
+    pub async fn a_batch_read_returns_only_the_providers_existing_users_sorted(backend: &Backend) {
+        let store = backend.open().await;
+        let (p, other) = (provider("okta-acme"), provider("entra-globex"));
+        let mut mine = Vec::new();
+        for name in ["ada", "grace", "linus"] {
+            let user = user(&p, &format!("{name}@acme.example"), None, &[]);
+            mine.push(store.put_user(&user, None).await.unwrap());
+        }
+        let foreign = store
+            .put_user(&user(&other, "ada@globex.example", None, &[]), None)
+            .await
+            .unwrap();
+        let nobody = IdentityId::new(uuid::Uuid::new_v4());
+        let asked = [mine[2].id, foreign.id, nobody, mine[0].id, mine[2].id];
+        let found = store.users(&p, &asked).await.unwrap();
+        let mut want = vec![mine[0].clone(), mine[2].clone()];
+        want.sort_by_key(|u| u.id);
+        assert_eq!(found, want);
+        assert_eq!(store.users(&p, &[]).await.unwrap(), vec![]);
+        assert_eq!(store.users(&other, &[mine[1].id]).await.unwrap(), vec![]);
     }
 
     pub async fn a_group_and_its_members_are_written_in_one_transaction(backend: &Backend) {

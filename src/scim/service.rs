@@ -22,6 +22,7 @@
 //!   credential), so another provider's id is a 404 or an `invalidValue`, never read or written.
 //! - **Reads from the store only**, never by scanning Kratos.
 
+use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
 use futures_util::{StreamExt, TryStreamExt};
@@ -120,6 +121,10 @@ fn denial_error(denial: &Denial) -> ScimError {
         | Denial::CreateDisabled { .. } => ScimError::new(403, None, detail),
         _ => ScimError::invalid_value(detail),
     }
+}
+
+fn unknown_member(raw: &str) -> ScimError {
+    ScimError::invalid_value(format!("member {raw} is not a user of this provider"))
 }
 
 fn not_found(kind: ResourceKind) -> ScimError {
@@ -303,6 +308,11 @@ impl<K: KratosAdmin> ScimService<'_, K> {
             .members(&self.provider.id, group.id)
             .await
             .map_err(store_error)?;
+        Ok(self.group_with_members(group, &members))
+    }
+
+    /// A group as GET returns it, given its members (sorted by id, as the store keeps them).
+    fn group_with_members(&self, group: &StoredGroup, members: &[IdentityId]) -> Value {
         let mut out = meta::with_meta(
             &group.resource,
             ResourceKind::Group,
@@ -321,7 +331,7 @@ impl<K: KratosAdmin> ScimService<'_, K> {
                     .collect(),
             );
         }
-        Ok(out)
+        out
     }
 
     async fn load_user(&self, id: &str) -> Result<StoredUser, ScimError> {
@@ -623,25 +633,12 @@ impl<K: KratosAdmin> ScimService<'_, K> {
 
     // ----- Groups -----
 
-    /// The member ids of a group resource, each checked to be a user of this provider.
-    async fn member_ids(&self, group: &Value) -> Result<Vec<IdentityId>, ScimError> {
-        let mut ids = Vec::new();
-        for raw in resource::members(group) {
-            let unknown =
-                || ScimError::invalid_value(format!("member {raw} is not a user of this provider"));
-            let id: IdentityId = raw.parse().map_err(|_| unknown())?;
-            if self
-                .store
-                .user(&self.provider.id, id)
-                .await
-                .map_err(store_error)?
-                .is_none()
-            {
-                return Err(unknown());
-            }
-            ids.push(id);
-        }
-        Ok(ids)
+    /// The member ids a group resource names, in its order (not yet checked to be users).
+    fn member_ids(group: &Value) -> Result<Vec<IdentityId>, ScimError> {
+        resource::members(group)
+            .iter()
+            .map(|raw| raw.parse().map_err(|_| unknown_member(raw)))
+            .collect()
     }
 
     /// Re-maps every user in `affected` with its memberships as they will be once the group
@@ -656,10 +653,10 @@ impl<K: KratosAdmin> ScimService<'_, K> {
         &self,
         group: GroupId,
         after: Option<(&Value, &[IdentityId])>,
-        affected: &[IdentityId],
+        affected: &[StoredUser],
     ) -> Result<(), ScimError> {
         futures_util::stream::iter(affected)
-            .map(|member| self.remap_one(group, after, *member))
+            .map(|member| self.remap_one(group, after, member))
             .buffer_unordered(REMAP_CONCURRENCY)
             .try_collect::<()>()
             .await
@@ -669,24 +666,16 @@ impl<K: KratosAdmin> ScimService<'_, K> {
         &self,
         group: GroupId,
         after: Option<(&Value, &[IdentityId])>,
-        member: IdentityId,
+        user: &StoredUser,
     ) -> Result<(), ScimError> {
-        let Some(user) = self
-            .store
-            .user(&self.provider.id, member)
-            .await
-            .map_err(store_error)?
-        else {
-            return Ok(());
-        };
         let mut memberships = self
             .store
-            .groups_of(&self.provider.id, member)
+            .groups_of(&self.provider.id, user.id)
             .await
             .map_err(store_error)?;
         memberships.retain(|m| m.group != group);
         if let Some((resource, members)) = after
-            && members.contains(&member)
+            && members.contains(&user.id)
         {
             memberships.push(Membership {
                 group,
@@ -699,7 +688,7 @@ impl<K: KratosAdmin> ScimService<'_, K> {
         self.map_user(
             &user.resource,
             &scim_groups(&memberships),
-            Current::ById(member),
+            Current::ById(user.id),
         )
         .await?;
         Ok(())
@@ -724,43 +713,49 @@ impl<K: KratosAdmin> ScimService<'_, K> {
 
     /// Writes group `id` as `resource` (with its members) after re-mapping whoever the change
     /// affects: the members added and removed, and every member when the name changed.
+    /// `current` is the group as stored with its members (`None`: a new group).
+    ///
+    /// Only the users the change affects are read (one store call): a PATCH adding ten members
+    /// to a large group reads ten users, not the whole group.
     async fn write_group(
         &self,
         id: GroupId,
-        current: Option<&StoredGroup>,
+        current: Option<(&StoredGroup, &[IdentityId])>,
         resource: &Value,
         expected: Option<u64>,
     ) -> Result<Value, ScimError> {
-        let members = self.member_ids(resource).await?;
-        let before = match current {
-            Some(_) => self
-                .store
-                .members(&self.provider.id, id)
-                .await
-                .map_err(store_error)?,
-            None => vec![],
-        };
+        let members = Self::member_ids(resource)?;
+        let before: HashSet<IdentityId> = current
+            .map(|(_, members)| members.iter().copied().collect())
+            .unwrap_or_default();
+        let after: HashSet<IdentityId> = members.iter().copied().collect();
         let mut next = self.stored_group(id, resource);
-        if let Some(current) = current {
+        if let Some((current, _)) = current {
             next.created = current.created;
         }
-        let renamed = current.is_some_and(|c| {
+        let renamed = current.is_some_and(|(c, _)| {
             c.display_name != next.display_name || c.external_id != next.external_id
         });
-        let mut affected: Vec<IdentityId> = if renamed {
+        let added: Vec<IdentityId> = after.difference(&before).copied().collect();
+        let mut wanted: Vec<IdentityId> = if renamed {
             members.clone()
         } else {
-            members
-                .iter()
-                .filter(|m| !before.contains(m))
-                .copied()
-                .collect()
+            added.clone()
         };
-        affected.extend(before.iter().filter(|m| !members.contains(m)).copied());
-        affected.sort();
-        affected.dedup();
+        wanted.extend(before.difference(&after));
+        let affected = self
+            .store
+            .users(&self.provider.id, &wanted)
+            .await
+            .map_err(store_error)?;
+        let known = |id: &IdentityId| affected.binary_search_by(|u| u.id.cmp(id)).is_ok();
+        if let Some(missing) = members.iter().find(|m| !before.contains(m) && !known(m)) {
+            return Err(unknown_member(&missing.to_string()));
+        }
         // The name must be free before anyone is re-mapped into (or under) it.
-        self.check_group_unique(&next, Some(id)).await?;
+        if current.is_none() || renamed {
+            self.check_group_unique(&next, Some(id)).await?;
+        }
         self.remap(id, Some((resource, &members)), &affected)
             .await?;
         let stored = self
@@ -768,7 +763,10 @@ impl<K: KratosAdmin> ScimService<'_, K> {
             .put_group_with_members(&next, expected, &members, SystemTime::now())
             .await
             .map_err(store_error)?;
-        self.group_representation(&stored).await
+        let mut members = members;
+        members.sort();
+        members.dedup();
+        Ok(self.group_with_members(&stored, &members))
     }
 
     /// `POST /Groups`.
@@ -793,7 +791,12 @@ impl<K: KratosAdmin> ScimService<'_, K> {
         let current = self.load_group(id).await?;
         let expected = Self::check_version(current.version, if_match)?;
         let resource = resource::validate(ResourceKind::Group, body)?;
-        self.write_group(current.id, Some(&current), &resource, expected)
+        let members = self
+            .store
+            .members(&self.provider.id, current.id)
+            .await
+            .map_err(store_error)?;
+        self.write_group(current.id, Some((&current, &members)), &resource, expected)
             .await
     }
 
@@ -806,18 +809,17 @@ impl<K: KratosAdmin> ScimService<'_, K> {
     ) -> Result<Value, ScimError> {
         let current = self.load_group(id).await?;
         let expected = Self::check_version(current.version, if_match)?;
-        let with_members = self.group_representation(&current).await?;
+        let members = self
+            .store
+            .members(&self.provider.id, current.id)
+            .await
+            .map_err(store_error)?;
         let mut base = object(&current.resource);
-        if let Some(members) = with_members.get("members") {
-            let values: Vec<Value> = members
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|m| m.get("value").cloned())
-                .map(|value| serde_json::json!({"value": value}))
-                .collect();
-            base.insert("members".into(), Value::Array(values));
-        }
+        let values: Vec<Value> = members
+            .iter()
+            .map(|m| serde_json::json!({"value": m.to_string()}))
+            .collect();
+        base.insert("members".into(), Value::Array(values));
         let patched = apply_patch(
             ResourceKind::Group,
             &Value::Object(base),
@@ -825,10 +827,15 @@ impl<K: KratosAdmin> ScimService<'_, K> {
             body,
         )?;
         if !patched.changed {
-            return Ok(with_members);
+            return Ok(self.group_with_members(&current, &members));
         }
-        self.write_group(current.id, Some(&current), &patched.resource, expected)
-            .await
+        self.write_group(
+            current.id,
+            Some((&current, &members)),
+            &patched.resource,
+            expected,
+        )
+        .await
     }
 
     /// `DELETE /Groups/{id}`: its former members are re-mapped without it first.
@@ -839,7 +846,12 @@ impl<K: KratosAdmin> ScimService<'_, K> {
             .members(&self.provider.id, group.id)
             .await
             .map_err(store_error)?;
-        self.remap(group.id, None, &members).await?;
+        let users = self
+            .store
+            .users(&self.provider.id, &members)
+            .await
+            .map_err(store_error)?;
+        self.remap(group.id, None, &users).await?;
         self.store
             .delete_group(&self.provider.id, group.id)
             .await

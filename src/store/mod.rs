@@ -320,6 +320,16 @@ impl Store {
         dispatch!(self.user(provider, id))
     }
 
+    /// The users of `provider` among `ids` (those that exist), sorted by id: one call for a
+    /// group change's members.
+    pub async fn users(
+        &self,
+        provider: &ProviderId,
+        ids: &[IdentityId],
+    ) -> Result<Vec<StoredUser>, StoreError> {
+        dispatch!(self.users(provider, ids))
+    }
+
     /// The users of `provider` whose `key` equals `value` (case-insensitively for
     /// [`IndexKey::UserName`] and [`IndexKey::Email`]), from an index. `None` when `key` is not
     /// an index of users ([`IndexKey::DisplayName`], [`IndexKey::Member`]): the service scans.

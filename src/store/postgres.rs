@@ -193,6 +193,25 @@ impl PostgresStore {
         .await
     }
 
+    pub(super) async fn users(
+        &self,
+        provider: &ProviderId,
+        ids: &[IdentityId],
+    ) -> std::result::Result<Vec<StoredUser>, StoreError> {
+        let provider = provider.clone();
+        let ids: Vec<Uuid> = sorted_ids(ids).iter().map(IdentityId::uuid).collect();
+        self.with(move |c| {
+            Box::pin(async move {
+                let sql = format!(
+                    "SELECT {USER_COLUMNS} FROM scim_users WHERE provider = $1 AND id = ANY($2) ORDER BY id"
+                );
+                let rows = c.query(&sql, &[&provider.as_str(), &ids]).await?;
+                rows.iter().map(|row| user_from(row, &provider)).collect()
+            })
+        })
+        .await
+    }
+
     pub(super) async fn users_by(
         &self,
         provider: &ProviderId,

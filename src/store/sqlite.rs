@@ -173,6 +173,25 @@ impl SqliteStore {
         self.with(move |c| user_row(c, &provider, id)).await
     }
 
+    pub(super) async fn users(
+        &self,
+        provider: &ProviderId,
+        ids: &[IdentityId],
+    ) -> std::result::Result<Vec<StoredUser>, StoreError> {
+        let provider = provider.clone();
+        let ids = sorted_ids(ids);
+        self.with(move |c| {
+            let mut users = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(user) = user_row(c, &provider, id)? {
+                    users.push(user);
+                }
+            }
+            Ok(users)
+        })
+        .await
+    }
+
     pub(super) async fn users_by(
         &self,
         provider: &ProviderId,
