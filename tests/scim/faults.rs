@@ -59,6 +59,17 @@ fn fail_identity(app: &App, id: &str, status: u16) {
     });
 }
 
+/// Kratos applies the state change but fails every session revocation: a deactivation stops
+/// half-way, after Kratos and before the store.
+fn fail_session_revocation(app: &App) {
+    app.kratos.set_fault(Fault::FailMatching {
+        method: Some("DELETE".into()),
+        path_suffix: "/sessions".into(),
+        count: 1000,
+        status: 500,
+    });
+}
+
 async fn stored_active(app: &App, id: &str) -> Value {
     let (status, user) = app.call("GET", &format!("{USERS}/{id}"), ACME, None).await;
     assert_eq!(status, 200, "{user}");
@@ -102,12 +113,7 @@ async fn kratos_failing_after_the_deactivation_keeps_the_store_behind_and_the_re
     app.kratos.add_session(&id);
 
     // The state change goes through, the session revocation fails.
-    app.kratos.set_fault(Fault::FailMatching {
-        method: Some("DELETE".into()),
-        path_suffix: "/sessions".into(),
-        count: 1000,
-        status: 500,
-    });
+    fail_session_revocation(&app);
     let at = format!("{USERS}/{id}");
     let reply = app.send("PATCH", &at, ACME, &deactivation()).await;
     assert_retry_later(&reply);
@@ -133,12 +139,7 @@ async fn a_half_applied_deactivation_followed_by_active_true_reactivates_the_ide
     let app = spawn_quick().await;
     let created = app.send("POST", USERS, ACME, &ada()).await;
     let id = created.body["id"].as_str().unwrap().to_owned();
-    app.kratos.set_fault(Fault::FailMatching {
-        method: Some("DELETE".into()),
-        path_suffix: "/sessions".into(),
-        count: 1000,
-        status: 500,
-    });
+    fail_session_revocation(&app);
     let at = format!("{USERS}/{id}");
     assert_retry_later(&app.send("PATCH", &at, ACME, &deactivation()).await);
     assert_eq!(app.identity(&id)["state"], "inactive");
@@ -167,12 +168,7 @@ async fn a_half_applied_deactivation_followed_by_active_true_reactivates_the_ide
     );
 
     // PUT with `active: true` after the same fault reactivates too.
-    app.kratos.set_fault(Fault::FailMatching {
-        method: Some("DELETE".into()),
-        path_suffix: "/sessions".into(),
-        count: 1000,
-        status: 500,
-    });
+    fail_session_revocation(&app);
     assert_retry_later(&app.send("PATCH", &at, ACME, &deactivation()).await);
     app.kratos.set_fault(Fault::None);
     let mut put = ada();
