@@ -42,6 +42,7 @@ pub mod standin;
 pub mod store;
 pub mod timing;
 pub mod token;
+pub mod trace;
 
 /// Every allocation goes through the mapper guard so that a runaway Jsonnet evaluation can be
 /// stopped on its own thread (see [`mapper::guard`]).
