@@ -27,6 +27,7 @@ pub mod check;
 pub mod claims;
 pub mod config;
 pub mod domain;
+pub mod health;
 pub mod hop;
 pub mod http;
 pub mod kratos;

@@ -37,6 +37,11 @@ pub(crate) async fn dispatch(
         path: request.path().to_owned(),
         query: request.query_string().to_owned(),
         body: logged_body(&body),
+        traceparent: request
+            .headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
     });
     let response = match state.request_fault(request.method().as_str(), request.path()) {
         RequestFault::Fail(code) => error_response(&ApiError::status(code)),

@@ -16,7 +16,7 @@
 //! | `PATCH /admin/identities/{id}` | JSON Patch: `add`/`remove`/`replace` only, `/id`, `/stateChangedAt`, `/credentials…` denied, all or nothing |
 //! | `DELETE /admin/identities/{id}` | 204 / 404; the identity's sessions go too |
 //! | `GET`/`DELETE /admin/identities/{id}/sessions` | list (unknown identity: `[]`); delete is 204, or 404 when there was no session; `POST` (not Kratos's: a login's session, for the walkthrough) 201 |
-//! | `GET /health/alive`, `/health/ready` | `{"status":"ok"}` |
+//! | `GET /health/alive`, `/health/ready` | `{"status":"ok"}` (Kratos's `isAlive` and `isReady`; faults apply to them too, so a refused or failing stand-in is also not ready) |
 //!
 //! Anything else is a 404 (405 for a wrong method) in the `errorGeneric` envelope.
 //!
@@ -76,6 +76,8 @@ pub struct LoggedRequest {
     pub query: String,
     /// `None` for an empty body; the JSON when it parses; otherwise the text as a JSON string.
     pub body: Option<Value>,
+    /// The W3C `traceparent` header as sent (the only header kept: it carries no secret).
+    pub traceparent: Option<String>,
 }
 
 /// A failure to inject. Each [`StandIn::set_fault`] replaces the previous fault.

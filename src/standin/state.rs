@@ -445,6 +445,7 @@ mod tests {
             path: format!("/admin/identities/{i}"),
             query: String::new(),
             body: None,
+            traceparent: None,
         };
         for i in 0..LOG_CAPACITY + 5 {
             state.record(request(i));
