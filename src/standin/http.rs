@@ -104,7 +104,9 @@ fn route(request: &HttpRequest, body: &[u8], state: &StandInState) -> Answer {
                 _ => Err(method_not_allowed()),
             }
         }
-        ["health", "alive" | "ready"] => match *method {
+        // Kratos serves its health checks on the admin port both at the root (`isAlive`,
+        // `isReady` in its API spec) and under `/admin` (what docker-compose.yml probes).
+        ["health", "alive" | "ready"] | ["admin", "health", "alive" | "ready"] => match *method {
             Method::GET => Ok(HttpResponse::Ok().json(json!({ "status": "ok" }))),
             _ => Err(method_not_allowed()),
         },

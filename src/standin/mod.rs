@@ -16,7 +16,7 @@
 //! | `PATCH /admin/identities/{id}` | JSON Patch: `add`/`remove`/`replace` only, `/id`, `/stateChangedAt`, `/credentials…` denied, all or nothing |
 //! | `DELETE /admin/identities/{id}` | 204 / 404; the identity's sessions go too |
 //! | `GET`/`DELETE /admin/identities/{id}/sessions` | list (unknown identity: `[]`); delete is 204, or 404 when there was no session; `POST` (not Kratos's: a login's session, for the walkthrough) 201 |
-//! | `GET /health/alive`, `/health/ready` | `{"status":"ok"}` (Kratos's `isAlive` and `isReady`; faults apply to them too, so a refused or failing stand-in is also not ready) |
+//! | `GET /health/alive`, `/health/ready` (and the same under `/admin`) | `{"status":"ok"}` (Kratos's `isAlive` and `isReady`; faults apply to them too, so a refused or failing stand-in is also not ready) |
 //!
 //! Anything else is a 404 (405 for a wrong method) in the `errorGeneric` envelope.
 //!
