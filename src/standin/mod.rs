@@ -16,7 +16,7 @@
 //! | `PATCH /admin/identities/{id}` | JSON Patch: `add`/`remove`/`replace` only, `/id`, `/stateChangedAt`, `/credentials…` denied, all or nothing |
 //! | `DELETE /admin/identities/{id}` | 204 / 404; the identity's sessions go too |
 //! | `GET`/`DELETE /admin/identities/{id}/sessions` | list (unknown identity: `[]`); delete is 204, or 404 when there was no session; `POST` (not Kratos's: a login's session, for the walkthrough) 201 |
-//! | `GET /health/alive`, `/health/ready` (and the same under `/admin`) | `{"status":"ok"}` (Kratos's `isAlive` and `isReady`; faults apply to them too, so a refused or failing stand-in is also not ready) |
+//! | `GET /health/alive`, `/health/ready` (and the same under `/admin`) | `{"status":"ok"}` (Kratos's `isAlive` and `isReady`); not in the request log, and reached only by `Delay`, `RefuseConnections` and a `FailMatching` on their path |
 //!
 //! Anything else is a 404 (405 for a wrong method) in the `errorGeneric` envelope.
 //!
@@ -165,6 +165,14 @@ impl StandIn {
     /// Every request received, in order (past [`LOG_CAPACITY`], the most recent ones).
     pub fn requests(&self) -> Vec<LoggedRequest> {
         self.state.requests()
+    }
+
+    /// How many health checks (`/health/…`, `/admin/health/…`) it answered. They are not in
+    /// [`Self::requests`], and only [`Fault::Delay`], [`Fault::RefuseConnections`] and a
+    /// [`Fault::FailMatching`] on their path reach them: a sidecar's readiness probe never
+    /// shifts what a test logs or counts down.
+    pub fn health_checks(&self) -> u64 {
+        self.state.health_checks()
     }
 
     /// Only the POST, PUT, PATCH and DELETE requests, in order.
