@@ -304,6 +304,31 @@ async fn an_allowed_login_is_provisioned_before_the_rp_exchanges_its_code() {
 }
 
 #[actix_web::test]
+async fn readiness_checks_the_hop_signing_keys_when_the_hop_is_on() {
+    let hop = spawn_hop().await;
+    let started = std::time::Instant::now();
+    let body: Value = loop {
+        let response = hop
+            .browser
+            .get(format!("{}/health/ready", hop.address))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap();
+        if status == 200 {
+            break body;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(body["checks"]["hop"], "ok", "{body}");
+}
+
+#[actix_web::test]
 async fn the_callbacks_traceparent_reaches_the_upstream_and_kratos_with_the_same_trace_id() {
     let hop = spawn_hop().await;
     let rp = hop.rp("okta-acme").await;
