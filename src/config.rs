@@ -36,6 +36,8 @@ pub struct Config {
     pub token: TokenConfig,
     pub hop: HopConfig,
     pub scim: ScimConfig,
+    /// `/health/ready` ([`crate::health`]).
+    pub health: crate::health::HealthSettings,
 }
 
 /// The SCIM 2.0 service (`/scim/v2/<provider>/…`, [`crate::scim::service`]).
@@ -205,6 +207,8 @@ const KEYS: &[&str] = &[
     "scim.database_url",
     "scim.max_body_bytes",
     "scim.server_timing",
+    "health.kratos_interval",
+    "health.kratos_max_age",
 ];
 
 const ENV_PREFIX: &str = "KRATOS_JIT__";
@@ -347,6 +351,7 @@ pub fn load_from(
             server_timing: r.boolean("scim.server_timing", false),
             dev_secrets: vec![],
         },
+        health: r.health(),
     };
     if config.api.secrets.is_empty()
         && config.api.trusted_secrets.is_empty()
@@ -382,6 +387,20 @@ pub fn load_from(
 }
 
 impl Reader {
+    /// `[health]`: how the readiness of `GET /health/ready` learns that Kratos answers.
+    fn health(&mut self) -> crate::health::HealthSettings {
+        let settings = crate::health::HealthSettings {
+            kratos_interval: self.duration("health.kratos_interval", "5s"),
+            kratos_max_age: self.duration("health.kratos_max_age", "15s"),
+        };
+        if settings.kratos_max_age < settings.kratos_interval {
+            self.errors.push(
+                "`health.kratos_max_age` is shorter than `health.kratos_interval`: Kratos would count as not ready between two probes".into(),
+            );
+        }
+        settings
+    }
+
     fn hop(&mut self) -> HopConfig {
         let public_url = self.entries.contains_key("hop.public_url").then(|| {
             self.parse("hop.public_url", "http://127.0.0.1", |s| {

@@ -17,6 +17,10 @@
 //! - [`store`]: SCIM resources, groups and memberships in SQLite or PostgreSQL (Kratos keeps
 //!   the identities);
 //! - [`timing`]: how long a request waited on Kratos and the upstream, for `Server-Timing`;
+//! - [`health`]: readiness for `GET /health/ready` (providers, Kratos, the SCIM store, the
+//!   hop's keys, the mapper workers);
+//! - [`trace`]: the request's W3C trace (`traceparent` in, out to Kratos and the IdPs, and
+//!   `trace_id` on every log line);
 //! - [`config`], [`secret`]: `serve`'s settings, checked at start; secrets that never print;
 //! - [`serve`], [`check`], [`carrier`]: the commands `serve`, `check`/`map`, `kratos-mapper`;
 //! - `standin` (feature `standin`, on by default): an in-memory Kratos admin API on loopback,
@@ -27,6 +31,7 @@ pub mod check;
 pub mod claims;
 pub mod config;
 pub mod domain;
+pub mod health;
 pub mod hop;
 pub mod http;
 pub mod kratos;
@@ -42,6 +47,7 @@ pub mod standin;
 pub mod store;
 pub mod timing;
 pub mod token;
+pub mod trace;
 
 /// Every allocation goes through the mapper guard so that a runaway Jsonnet evaluation can be
 /// stopped on its own thread (see [`mapper::guard`]).

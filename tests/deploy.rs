@@ -491,6 +491,54 @@ fn the_local_stack_gives_kratos_jit_the_hook_secret_kratos_sends() {
 }
 
 #[test]
+fn the_local_stack_waits_for_kratos_jit_to_be_ready_not_only_alive() {
+    let compose = compose();
+    let kratos_jit = service(&compose, "kratos-jit");
+    let probe = kratos_jit["healthcheck"]["test"].to_string();
+    assert!(
+        probe.contains("GET /health/ready ") && probe.contains("/4480"),
+        "the healthcheck asks readiness on the listen port: {probe}"
+    );
+    assert!(!probe.contains("/health/alive"), "{probe}");
+}
+
+#[test]
+fn the_kubernetes_example_probes_liveness_and_readiness_apart() {
+    let deployment = yaml_file(&repo().join("deploy/kubernetes/kratos-jit.yaml"));
+    let container = deployment
+        .pointer("/spec/template/spec/containers/0")
+        .expect("a container");
+    assert_eq!(
+        str_at(container, "/livenessProbe/httpGet/path"),
+        "/health/alive"
+    );
+    assert_eq!(
+        str_at(container, "/readinessProbe/httpGet/path"),
+        "/health/ready"
+    );
+    // Its settings are real ones: the configuration accepts every KRATOS_JIT__ variable.
+    let env: Vec<(String, String)> = container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                str_at(e, "/name").to_owned(),
+                str_at(e, "/value").to_owned(),
+            )
+        })
+        .filter(|(name, _)| name.starts_with("KRATOS_JIT__HEALTH__"))
+        .collect();
+    assert_eq!(env.len(), 2);
+    let mut settings = env;
+    settings.push((
+        "KRATOS_JIT__API__SECRETS".into(),
+        "a-long-enough-api-secret".into(),
+    ));
+    kratos_jit::config::load_from(None, settings).expect("the example's health settings load");
+}
+
+#[test]
 fn the_providers_behind_polis_are_exactly_the_polis_connections_of_the_local_stack() {
     let compose = compose();
     let polis = service(&compose, "polis");

@@ -304,6 +304,85 @@ async fn an_allowed_login_is_provisioned_before_the_rp_exchanges_its_code() {
 }
 
 #[actix_web::test]
+async fn readiness_checks_the_hop_signing_keys_when_the_hop_is_on() {
+    let hop = spawn_hop().await;
+    let started = std::time::Instant::now();
+    let body: Value = loop {
+        let response = hop
+            .browser
+            .get(format!("{}/health/ready", hop.address))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap();
+        if status == 200 {
+            break body;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(body["checks"]["hop"], "ok", "{body}");
+}
+
+#[actix_web::test]
+async fn the_callbacks_traceparent_reaches_the_upstream_and_kratos_with_the_same_trace_id() {
+    let hop = spawn_hop().await;
+    let rp = hop.rp("okta-acme").await;
+    let authorization = rp.authorization("okta-acme/admin");
+    // The browser reaches the upstream's sign-in page as usual…
+    let at_callback = follow(
+        &hop.browser,
+        &authorization.url,
+        &format!("{}/callback", hop.issuer("okta-acme")),
+        |u| u.to_owned(),
+    )
+    .await
+    .unwrap_or_else(|(status, body)| panic!("{status}: {body}"));
+    // …and the callback request arrives with a trace (as a tracing proxy would add it).
+    let trace_id = "0af7651916cd43dd8448eb211c80319c";
+    hop.kratos.clear_log();
+    let before = hop.upstream.traceparents().len();
+    let answer = hop
+        .browser
+        .get(&at_callback)
+        .header("traceparent", format!("00-{trace_id}-b7ad6b7169203331-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 302);
+    let location = answer.headers()["location"].to_str().unwrap();
+    assert!(location.contains("code="), "{location}");
+
+    // The calls the callback made (the authorization request had a trace of its own).
+    let upstream: Vec<_> = hop.upstream.traceparents().split_off(before);
+    let endpoints: Vec<&str> = upstream.iter().map(|(endpoint, _)| *endpoint).collect();
+    assert!(endpoints.contains(&"token"), "{endpoints:?}");
+    for (endpoint, traceparent) in &upstream {
+        let traceparent = traceparent.as_deref().unwrap_or_default();
+        assert!(
+            traceparent.starts_with(&format!("00-{trace_id}-")),
+            "{endpoint}: {traceparent}"
+        );
+        assert!(!traceparent.contains("b7ad6b7169203331"), "a new parent id");
+    }
+    let kratos = hop.kratos.requests();
+    assert!(!kratos.is_empty());
+    for request in kratos.iter().filter(|r| r.path.starts_with("/admin/")) {
+        let traceparent = request.traceparent.as_deref().unwrap_or_default();
+        assert!(
+            traceparent.starts_with(&format!("00-{trace_id}-")),
+            "{} {}: {traceparent:?}",
+            request.method,
+            request.path
+        );
+    }
+}
+
+#[actix_web::test]
 async fn a_refused_login_reaches_the_rp_as_access_denied_with_the_reason_and_writes_nothing() {
     let hop = spawn_hop().await;
     let rp = hop.rp("okta-acme").await;

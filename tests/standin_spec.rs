@@ -1369,6 +1369,39 @@ async fn a_seeded_identity_is_what_get_returns() {
     );
 }
 
+#[tokio::test]
+async fn health_checks_are_counted_apart_and_only_faults_aimed_at_them_reach_them() {
+    let standin = StandIn::start().unwrap();
+    let client = Client::new();
+    let get = |path: &str| client.get(format!("{}{path}", standin.base_url())).send();
+
+    // Kratos serves them at the root and under /admin; neither is in the request log.
+    for path in ["/health/ready", "/health/alive", "/admin/health/ready"] {
+        assert_eq!(get(path).await.unwrap().status(), StatusCode::OK, "{path}");
+    }
+    assert_eq!(standin.health_checks(), 3);
+    assert!(standin.requests().is_empty());
+
+    // A fault for "the next request" is kept for the identity API…
+    standin.set_fault(Fault::FailNext {
+        count: 1,
+        status: 500,
+    });
+    assert_eq!(get("/health/ready").await.unwrap().status(), StatusCode::OK);
+    let identities = get("/admin/identities").await.unwrap().status();
+    assert_eq!(identities, StatusCode::INTERNAL_SERVER_ERROR);
+    // …and one aimed at the health check reaches it.
+    standin.set_fault(Fault::FailMatching {
+        method: None,
+        path_suffix: "/health/ready".into(),
+        count: 1,
+        status: 503,
+    });
+    let status = get("/health/ready").await.unwrap().status();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(get("/health/ready").await.unwrap().status(), StatusCode::OK);
+}
+
 #[test]
 fn it_serves_a_plain_synchronous_test() {
     let standin = StandIn::start().expect("starts outside any runtime");

@@ -189,3 +189,53 @@ fn a_bad_signing_key_and_a_missing_public_url_are_configuration_errors() {
     );
     drop(dir);
 }
+
+#[test]
+fn the_health_section_has_defaults_reads_file_and_environment_and_refuses_a_max_age_below_the_interval()
+ {
+    let defaults = load_from(None, env(&[("KRATOS_JIT__API__SECRETS", SECRET)])).unwrap();
+    assert_eq!(
+        defaults.health,
+        crate::health::HealthSettings {
+            kratos_interval: Duration::from_secs(5),
+            kratos_max_age: Duration::from_secs(15),
+        }
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kratos-jit.toml");
+    std::fs::write(&path, "[health]\nkratos_interval = \"2s\"\n").unwrap();
+    let config = load_from(
+        Some(&path),
+        env(&[
+            ("KRATOS_JIT__API__SECRETS", SECRET),
+            ("KRATOS_JIT__HEALTH__KRATOS_MAX_AGE", "1m"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(config.health.kratos_interval, Duration::from_secs(2));
+    assert_eq!(config.health.kratos_max_age, Duration::from_secs(60));
+
+    let errors = load_from(
+        None,
+        env(&[
+            ("KRATOS_JIT__API__SECRETS", SECRET),
+            ("KRATOS_JIT__HEALTH__KRATOS_INTERVAL", "30s"),
+            ("KRATOS_JIT__HEALTH__KRATOS_MAX_AGE", "10s"),
+            ("KRATOS_JIT__HEALTH__KRATOS_PROBE", "x"),
+        ]),
+    )
+    .unwrap_err();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("`health.kratos_max_age` is shorter than `health.kratos_interval`")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("unknown setting `health.kratos_probe`")),
+        "{errors:?}"
+    );
+}

@@ -248,6 +248,30 @@ impl SigningKeys {
         key.signer.jws(&header, claims)
     }
 
+    /// Readiness (`crate::health`): a JWS signed by the signing key verifies with the JWK this
+    /// set publishes for it, so relying parties (Kratos) can check what the hop signs. The
+    /// error names the key id, never key material.
+    pub fn self_check(&self) -> Result<(), String> {
+        let key = self.signer();
+        let token = self.sign(&serde_json::json!({"purpose": "kratos-jit readiness"}));
+        let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(key.jwk.clone())
+            .map_err(|e| format!("the published JWK of key {} does not parse ({e})", key.kid))?;
+        let decoding = jsonwebtoken::DecodingKey::from_jwk(&jwk)
+            .map_err(|e| format!("the published JWK of key {} is unusable ({e})", key.kid))?;
+        let mut validation = jsonwebtoken::Validation::new(key.alg.jwt());
+        validation.required_spec_claims.clear();
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        jsonwebtoken::decode::<serde::de::IgnoredAny>(&token, &decoding, &validation)
+            .map(|_| ())
+            .map_err(|e| {
+                format!(
+                    "a JWS signed by key {} does not verify with its published JWK ({e})",
+                    key.kid
+                )
+            })
+    }
+
     /// The public JWK set: `{"keys": [...]}`.
     pub fn jwks(&self) -> Value {
         serde_json::json!({"keys": self.keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()})

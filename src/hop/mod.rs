@@ -154,6 +154,12 @@ impl Hop {
         core.providers.get(provider).map(|p| p.issuer.as_str())
     }
 
+    /// `None` when the hop is off; else whether its signing key signs what its JWK set lets
+    /// relying parties verify ([`SigningKeys::self_check`]), for readiness.
+    pub fn key_check(&self) -> Option<Result<(), String>> {
+        self.core.as_ref().ok().map(|core| core.keys.self_check())
+    }
+
     /// Whether the hop is on (signing keys configured).
     pub fn is_on(&self) -> bool {
         self.core.is_ok()

@@ -111,10 +111,11 @@ impl Upstreams {
             "{}/.well-known/openid-configuration",
             issuer.issuer.trim_end_matches('/')
         );
-        let request = self
-            .client(issuer)?
-            .get(&url)
-            .header("Accept", "application/json");
+        let request = crate::trace::propagate(
+            self.client(issuer)?
+                .get(&url)
+                .header("Accept", "application/json"),
+        );
         let body = crate::timing::waiting(async {
             let response = request.send().await.map_err(|e| unavailable(&url, &e))?;
             let status = response.status();
@@ -198,9 +199,11 @@ impl Upstreams {
         let body: String = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(form)
             .finish();
-        let request = request
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(body);
+        let request = crate::trace::propagate(
+            request
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body(body),
+        );
         let (status, answer) = crate::timing::waiting(async {
             let response = request.send().await.map_err(|e| unavailable(url, &e))?;
             let status = response.status();

@@ -6,7 +6,12 @@
 //! - [`scim`]: `/scim/v2/{provider}/…`, each provider's SCIM 2.0 endpoint (when
 //!   `scim.database_url` names a store);
 //! - [`auth`]: the secrets each of them accepts;
-//! - `GET /health/alive`.
+//! - `GET /health/alive` (the process serves HTTP) and `GET /health/ready` (it can serve
+//!   logins: [`crate::health`]; 200, or 503 naming each check that fails).
+//!
+//! Every request runs in its W3C trace ([`crate::trace`]): [`traced`] reads its `traceparent`
+//! and runs the handler inside a `request` span whose `trace_id` field every log line of the
+//! request shows, and calls to Kratos and upstream IdPs pass the trace on.
 //!
 //! [`Application::build`] wires the use case from validated configuration and loaded providers;
 //! every route shares one [`AppState`]. Each protocol turns the use case's outcome into its own
@@ -60,6 +65,10 @@ pub struct AppState {
     server_timing: bool,
     /// The SCIM routes' store and secrets; `None` when `scim.database_url` is unset.
     scim: Option<scim::ScimState>,
+    /// What `GET /health/ready` checks.
+    readiness: Arc<crate::health::Readiness>,
+    /// The Kratos client the readiness probe uses (the one the logins use).
+    kratos: HttpKratos,
 }
 
 impl AppState {
@@ -70,7 +79,7 @@ impl AppState {
         worker: WorkerProgram,
         store: Option<crate::store::Store>,
     ) -> anyhow::Result<AppState> {
-        let scim = match store {
+        let scim = match store.clone() {
             Some(store) => Some(
                 scim::ScimState::new(
                     store,
@@ -118,7 +127,21 @@ impl AppState {
             ..VerifierOptions::default()
         });
         let schemas = Arc::new(IdentitySchemas::builtin());
+        let mut readiness = crate::health::Readiness::new(kratos.contact(), config.health)
+            .with_mapper(engine.clone());
+        if let Some(store) = store {
+            readiness = readiness.with_store(store);
+        }
+        if let Some(keys) = hop.key_check() {
+            if let Err(problem) = &keys {
+                tracing::error!(message = "The claims hop's signing key check failed; /health/ready reports not ready.", problem = %problem);
+            }
+            readiness = readiness.with_hop(keys);
+        }
+        readiness.providers_loaded(providers.len());
         Ok(AppState {
+            readiness: Arc::new(readiness),
+            kratos: kratos.clone(),
             logins: Logins::new(kratos, engine, Arc::new(providers), schemas),
             verifier,
             secrets: Secrets::new(&config.api.secrets),
@@ -214,6 +237,50 @@ async fn alive() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
+/// `GET /health/ready`: 200 `{"status":"ok","checks":{…}}` when every check passes, else 503
+/// `{"status":"unavailable","checks":{name: reason}}`. Logs nothing (probes come every few
+/// seconds).
+async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    let report = state.readiness.report().await;
+    let mut answer = if report.is_ready() {
+        HttpResponse::Ok()
+    } else {
+        HttpResponse::ServiceUnavailable()
+    };
+    answer
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .json(report.to_json())
+}
+
+/// Runs every request in its W3C trace ([`crate::trace`]) and its `request` span, which
+/// carries `trace_id` into every log line of the request. The span is at ERROR level so that
+/// it is enabled whatever `KRATOS_JIT_LOG` lets through: a span's level only decides whether
+/// it exists, and its fields then show on the lines of every level inside it.
+pub fn traced<S, B>(
+    request: actix_web::dev::ServiceRequest,
+    service: &S,
+) -> impl std::future::Future<Output = Result<actix_web::dev::ServiceResponse<B>, actix_web::Error>>
++ use<S, B>
+where
+    S: actix_web::dev::Service<
+            actix_web::dev::ServiceRequest,
+            Response = actix_web::dev::ServiceResponse<B>,
+            Error = actix_web::Error,
+        >,
+{
+    use tracing::Instrument as _;
+    let headers = request.headers();
+    let trace = crate::trace::RequestTrace::from_headers(
+        headers
+            .get_all(crate::trace::TRACEPARENT)
+            .map(|v| v.as_bytes()),
+        headers.get(crate::trace::TRACESTATE).map(|v| v.as_bytes()),
+    );
+    let span = tracing::error_span!("request", trace_id = %trace.trace_id());
+    let response = service.call(request);
+    crate::trace::scope(trace, response.instrument(span))
+}
+
 async fn not_found() -> Result<HttpResponse, api::ApiError> {
     Err(api::ApiError::NotFound("no such endpoint".into()))
 }
@@ -224,6 +291,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/hooks/registration", web::post().to(registration_hook))
         .route("/v1/hooks/login", web::post().to(login_hook))
         .route("/health/alive", web::get().to(alive))
+        .route("/health/ready", web::get().to(ready))
         .configure(hop::configure)
         .configure(scim::configure);
 }
@@ -264,6 +332,14 @@ impl Application {
         store: Option<crate::store::Store>,
     ) -> anyhow::Result<Application> {
         let state = web::Data::new(AppState::new(config, providers, worker, store)?);
+        // The readiness probe of Kratos runs beside the server until the state is dropped.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(crate::health::probe_kratos(
+                state.kratos.clone(),
+                Arc::downgrade(&state.readiness),
+                config.health.kratos_interval,
+            ));
+        }
         let listener = TcpListener::bind(config.listen)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
         let port = listener.local_addr()?.port();
@@ -273,6 +349,7 @@ impl Application {
         let workers = cores.min(config.max_connections).max(1);
         let server = HttpServer::new(move || {
             App::new()
+                .wrap_fn(traced)
                 .app_data(state.clone())
                 .configure(configure)
                 .default_service(web::to(not_found))

@@ -54,6 +54,8 @@ pub struct HttpKratos {
     request_timeout: Duration,
     deadline: Duration,
     max_retries: u32,
+    /// When Kratos last answered, for readiness (shared with [`crate::health`]).
+    contact: std::sync::Arc<crate::health::KratosContact>,
 }
 
 impl fmt::Debug for HttpKratos {
@@ -140,7 +142,59 @@ impl HttpKratos {
             request_timeout: settings.request_timeout,
             deadline: settings.deadline,
             max_retries: settings.max_retries,
+            contact: Default::default(),
         })
+    }
+
+    /// When Kratos last answered this client (its clones share it), for readiness.
+    pub fn contact(&self) -> std::sync::Arc<crate::health::KratosContact> {
+        std::sync::Arc::clone(&self.contact)
+    }
+
+    /// One `GET <admin_url>/health/ready` (Kratos's readiness, `isReady` in its API spec:
+    /// 200 once its database answers, 503 with the reasons otherwise), with the configured
+    /// credentials, cut off after `request_timeout`, never retried. The outcome is recorded in
+    /// [`Self::contact`]; the error says what went wrong without a URL or secret.
+    pub async fn probe_ready(&self) -> Result<(), String> {
+        let mut url = self.base.clone();
+        let pushed = url
+            .path_segments_mut()
+            .map(|mut segments| {
+                segments.pop_if_empty().extend(["health", "ready"]);
+            })
+            .is_ok();
+        let outcome = if !pushed {
+            Err("admin_url cannot carry a path".to_owned())
+        } else {
+            let call = Call {
+                operation: "probe_ready",
+                method: Method::GET,
+                path: "/health/ready",
+                url,
+                body: None,
+                replay: Replay::Safe,
+            };
+            match self.attempt(&call, self.request_timeout).await {
+                Ok(answer) if answer.status == StatusCode::OK => Ok(()),
+                Ok(answer) if answer.status == StatusCode::SERVICE_UNAVAILABLE => Err(
+                    "Kratos reports itself not ready (GET /health/ready answered 503)".to_owned(),
+                ),
+                Ok(answer) => Err(format!(
+                    "GET /health/ready answered HTTP {}",
+                    answer.status.as_u16()
+                )),
+                Err(transport) => Err(format!(
+                    "GET /health/ready: {}",
+                    describe_transport(&transport, self.request_timeout)
+                )),
+            }
+        };
+        match &outcome {
+            // `attempt` recorded the answer already.
+            Ok(()) => {}
+            Err(problem) => self.contact.failed(problem.clone()),
+        }
+        outcome
     }
 
     /// `<admin_url>/admin/identities[/<segments>…]`, each segment percent-encoded.
@@ -326,10 +380,35 @@ impl HttpKratos {
                 request.basic_auth(username, Some(password.expose()))
             }
         };
-        let response = request.send().await?;
+        // The request's W3C trace goes on to Kratos (src/trace.rs).
+        request = crate::trace::propagate(request);
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(error) => {
+                self.contact.failed(describe_transport(&error, timeout));
+                return Err(error);
+            }
+        };
         let status = response.status();
         let headers = response.headers().clone();
         let body = response.bytes().await?.to_vec();
+        // For readiness, Kratos answered when it served the request, even with a 4xx; a 5xx,
+        // 429, or refused credentials is no usable answer.
+        if status.is_server_error()
+            || matches!(
+                status,
+                StatusCode::TOO_MANY_REQUESTS | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+            )
+        {
+            self.contact.failed(format!(
+                "{} {} answered HTTP {}",
+                call.method,
+                call.path,
+                status.as_u16()
+            ));
+        } else {
+            self.contact.answered();
+        }
         Ok(Answer {
             status,
             headers,

@@ -35,6 +35,17 @@ pub(super) struct Job {
     pub(super) reply: Reply,
 }
 
+/// The evaluators of an engine, for readiness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Workers {
+    /// Started and not dead: idle or evaluating.
+    pub running: usize,
+    /// How many the engine keeps (`mapper.workers`).
+    pub wanted: usize,
+    /// The last attempt to start a worker process failed.
+    pub failing: bool,
+}
+
 /// Where evaluations run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Isolation {
@@ -100,6 +111,19 @@ impl MapperEngine {
 
     pub fn limits(&self) -> Limits {
         self.limits
+    }
+
+    /// How many evaluators are running, for readiness: evaluator threads always are; worker
+    /// processes once started (not while they start or after they died).
+    pub fn workers(&self) -> Workers {
+        match &self.pool {
+            Pool::Threads { shared, .. } => Workers {
+                running: shared.size(),
+                wanted: shared.size(),
+                failing: false,
+            },
+            Pool::Processes(handle) => handle.0.workers(),
+        }
     }
 
     pub fn sources(&self) -> &[MapperSource] {

@@ -54,7 +54,7 @@ pub use crate::domain::mapped::{
     InvalidOutput, MappedIdentity, VerifiedAddress, empty_identity, identity_ext_var,
 };
 pub use compile::{MapperSource, compile};
-pub use engine::{Isolation, MapperEngine};
+pub use engine::{Isolation, MapperEngine, Workers};
 pub use error::{Location, MapperError};
 pub use evaluator::{Evaluator, Limits};
 pub use input::{Claims, MapperKind};

@@ -45,12 +45,16 @@ pub(super) struct ProcessPool {
     work: std::sync::Condvar,
     /// Jobs and direct exchanges that reached a worker, whatever became of them.
     evaluations: AtomicU64,
+    /// The number of workers the pool keeps.
+    size: usize,
 }
 
 struct PoolState {
     idle: Vec<process::Worker>,
     /// Workers the pool should have but does not: not started yet, or dropped.
     missing: usize,
+    /// Workers a relay is starting right now (no longer `missing`, not yet running).
+    starting: usize,
     /// The last start of a worker failed: start more only when a job needs one (and answer
     /// that job with the failure), not in a loop.
     failing: bool,
@@ -89,12 +93,14 @@ impl ProcessPool {
             state: std::sync::Mutex::new(PoolState {
                 idle: Vec::with_capacity(size),
                 missing: size,
+                starting: 0,
                 failing: false,
                 queue: Default::default(),
                 stopped: false,
             }),
             work: std::sync::Condvar::new(),
             evaluations: AtomicU64::new(0),
+            size,
         });
         for _ in 0..size {
             let relay = Arc::clone(&pool);
@@ -106,6 +112,16 @@ impl ProcessPool {
             }
         }
         pool
+    }
+
+    /// The workers running now (idle or evaluating), for readiness.
+    pub(super) fn workers(&self) -> super::engine::Workers {
+        let state = self.lock();
+        super::engine::Workers {
+            running: self.size.saturating_sub(state.missing + state.starting),
+            wanted: self.size,
+            failing: state.failing,
+        }
     }
 
     /// Jobs and direct exchanges that reached a worker so far.
@@ -220,6 +236,7 @@ impl ProcessPool {
             };
             if worker.is_none() {
                 state.missing -= 1;
+                state.starting += 1;
             }
             drop(state);
 
@@ -244,6 +261,7 @@ impl ProcessPool {
             state = self.lock();
             if let Some(ok) = started {
                 state.failing = !ok;
+                state.starting -= 1;
             }
             match kept {
                 Some(worker) if !state.stopped => state.idle.push(worker),

@@ -51,6 +51,11 @@ impl Shared {
         (tx, shared)
     }
 
+    /// How many evaluator threads the engine keeps.
+    pub(super) fn size(&self) -> usize {
+        self.wanted
+    }
+
     /// Jobs that reached a thread so far.
     pub(super) fn evaluations(&self) -> u64 {
         self.evaluations.load(Ordering::Relaxed)

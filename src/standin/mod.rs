@@ -16,7 +16,7 @@
 //! | `PATCH /admin/identities/{id}` | JSON Patch: `add`/`remove`/`replace` only, `/id`, `/stateChangedAt`, `/credentials…` denied, all or nothing |
 //! | `DELETE /admin/identities/{id}` | 204 / 404; the identity's sessions go too |
 //! | `GET`/`DELETE /admin/identities/{id}/sessions` | list (unknown identity: `[]`); delete is 204, or 404 when there was no session; `POST` (not Kratos's: a login's session, for the walkthrough) 201 |
-//! | `GET /health/alive`, `/health/ready` | `{"status":"ok"}` |
+//! | `GET /health/alive`, `/health/ready` (and the same under `/admin`) | `{"status":"ok"}` (Kratos's `isAlive` and `isReady`); not in the request log, and reached only by `Delay`, `RefuseConnections` and a `FailMatching` on their path |
 //!
 //! Anything else is a 404 (405 for a wrong method) in the `errorGeneric` envelope.
 //!
@@ -76,6 +76,8 @@ pub struct LoggedRequest {
     pub query: String,
     /// `None` for an empty body; the JSON when it parses; otherwise the text as a JSON string.
     pub body: Option<Value>,
+    /// The W3C `traceparent` header as sent (the only header kept: it carries no secret).
+    pub traceparent: Option<String>,
 }
 
 /// A failure to inject. Each [`StandIn::set_fault`] replaces the previous fault.
@@ -163,6 +165,14 @@ impl StandIn {
     /// Every request received, in order (past [`LOG_CAPACITY`], the most recent ones).
     pub fn requests(&self) -> Vec<LoggedRequest> {
         self.state.requests()
+    }
+
+    /// How many health checks (`/health/…`, `/admin/health/…`) it answered. They are not in
+    /// [`Self::requests`], and only [`Fault::Delay`], [`Fault::RefuseConnections`] and a
+    /// [`Fault::FailMatching`] on their path reach them: a sidecar's readiness probe never
+    /// shifts what a test logs or counts down.
+    pub fn health_checks(&self) -> u64 {
+        self.state.health_checks()
     }
 
     /// Only the POST, PUT, PATCH and DELETE requests, in order.

@@ -36,6 +36,8 @@ struct Shared {
     store: Mutex<Store>,
     /// The most recent [`LOG_CAPACITY`] requests, oldest first.
     log: Mutex<VecDeque<LoggedRequest>>,
+    /// Requests to `/health/…`, counted apart from the log.
+    health_checks: std::sync::atomic::AtomicU64,
     fault: Mutex<ActiveFault>,
     desired: watch::Sender<Mode>,
     status: Mutex<LoopStatus>,
@@ -112,6 +114,7 @@ impl StandInState {
             shared: Arc::new(Shared {
                 store: Mutex::new(Store::default()),
                 log: Mutex::new(VecDeque::new()),
+                health_checks: Default::default(),
                 fault: Mutex::new(ActiveFault::None),
                 desired,
                 status: Mutex::new(LoopStatus::NotServed),
@@ -259,6 +262,29 @@ impl StandInState {
             log.pop_front();
         }
         log.push_back(request);
+    }
+
+    /// One more request to a health check (they are not in the request log).
+    pub(crate) fn count_health_check(&self) {
+        self.shared
+            .health_checks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Health checks received so far.
+    pub fn health_checks(&self) -> u64 {
+        self.shared
+            .health_checks
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The fault for a health check: only a delay, or a [`Fault::FailMatching`] aimed at its
+    /// path; [`Fault::FailNext`] is kept for the identity API's requests.
+    pub(crate) fn health_fault(&self, method: &str, path: &str) -> RequestFault {
+        if matches!(*lock(&self.shared.fault), ActiveFault::FailNext { .. }) {
+            return RequestFault::None;
+        }
+        self.request_fault(method, path)
     }
 
     /// Consumes one unit of the active fault for an incoming request of `method` on `path`.
@@ -445,6 +471,7 @@ mod tests {
             path: format!("/admin/identities/{i}"),
             query: String::new(),
             body: None,
+            traceparent: None,
         };
         for i in 0..LOG_CAPACITY + 5 {
             state.record(request(i));

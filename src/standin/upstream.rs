@@ -92,6 +92,8 @@ struct Inner {
     tamper: Tamper,
     /// How each token request authenticated: `client_secret_basic` or `client_secret_post`.
     exchanges: Vec<&'static str>,
+    /// The endpoint and `traceparent` header of every discovery, JWKS and token request.
+    traceparents: Vec<(&'static str, Option<String>)>,
 }
 
 /// The double's state, shared by its workers and the test or `serve --dev` that started it.
@@ -151,6 +153,7 @@ impl OpShared {
                 fault: OpFault::None,
                 tamper: Tamper::None,
                 exchanges: Vec::new(),
+                traceparents: Vec::new(),
             }),
             signer,
             alg,
@@ -181,6 +184,22 @@ impl OpShared {
         lock(&self.inner).exchanges.clone()
     }
 
+    /// The endpoint (`discovery`, `jwks`, `token`) and `traceparent` of every request to
+    /// them so far, in order.
+    pub fn traceparents(&self) -> Vec<(&'static str, Option<String>)> {
+        lock(&self.inner).traceparents.clone()
+    }
+
+    /// Keeps the request's `traceparent` for [`Self::traceparents`].
+    fn record_trace(&self, endpoint: &'static str, request: &HttpRequest) {
+        let traceparent = request
+            .headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        lock(&self.inner).traceparents.push((endpoint, traceparent));
+    }
+
     fn client(&self, id: &str) -> Option<&OpClient> {
         self.clients.iter().find(|c| c.client_id == id)
     }
@@ -209,7 +228,8 @@ fn token_error(status: u16, error: &str) -> HttpResponse {
         .json(json!({"error": error}))
 }
 
-async fn discovery(op: web::Data<Arc<OpShared>>) -> HttpResponse {
+async fn discovery(request: HttpRequest, op: web::Data<Arc<OpShared>>) -> HttpResponse {
+    op.record_trace("discovery", &request);
     let issuer = op.issuer();
     HttpResponse::Ok().json(json!({
         "issuer": issuer,
@@ -227,7 +247,8 @@ async fn discovery(op: web::Data<Arc<OpShared>>) -> HttpResponse {
     }))
 }
 
-async fn jwks(op: web::Data<Arc<OpShared>>) -> HttpResponse {
+async fn jwks(request: HttpRequest, op: web::Data<Arc<OpShared>>) -> HttpResponse {
+    op.record_trace("jwks", &request);
     HttpResponse::Ok().json(json!({"keys": [op.jwk]}))
 }
 
@@ -299,6 +320,7 @@ async fn token(
     body: web::Bytes,
     op: web::Data<Arc<OpShared>>,
 ) -> HttpResponse {
+    op.record_trace("token", &request);
     let fault = lock(&op.inner).fault;
     match fault {
         OpFault::TokenUnavailable => return token_error(503, "temporarily_unavailable"),

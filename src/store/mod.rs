@@ -309,6 +309,15 @@ impl Store {
         }
     }
 
+    /// A `SELECT 1` on a connection of the store (readiness, [`crate::health`]): `Ok` when
+    /// the database answers, [`StoreError::Unavailable`] otherwise.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(store) => store.ping().await,
+            Store::Postgres(store) => store.ping().await,
+        }
+    }
+
     // ---- users ----
 
     /// The user `id` of `provider`, if it exists.

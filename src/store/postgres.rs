@@ -175,6 +175,16 @@ impl PostgresStore {
         }
     }
 
+    pub(super) async fn ping(&self) -> std::result::Result<(), StoreError> {
+        self.with(|c| {
+            Box::pin(async move {
+                c.simple_query("SELECT 1").await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
     pub(super) async fn user(
         &self,
         provider: &ProviderId,

@@ -164,6 +164,14 @@ impl SqliteStore {
         .await
     }
 
+    pub(super) async fn ping(&self) -> std::result::Result<(), StoreError> {
+        self.with(|c| {
+            c.query_row("SELECT 1", [], |_| Ok(()))?;
+            Ok(())
+        })
+        .await
+    }
+
     pub(super) async fn user(
         &self,
         provider: &ProviderId,

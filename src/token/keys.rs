@@ -409,9 +409,11 @@ impl KeyCache {
             }
             text
         };
-        let mut response = client
+        let request = client
             .get(url)
-            .header(reqwest::header::ACCEPT, "application/json")
+            .header(reqwest::header::ACCEPT, "application/json");
+        // The request's W3C trace goes on to the IdP (src/trace.rs).
+        let mut response = crate::trace::propagate(request)
             .send()
             .await
             .map_err(describe)?;

@@ -15,5 +15,7 @@ mod limits;
 mod logs;
 mod privacy;
 mod provision;
+mod readiness;
 mod robustness;
 mod tokens;
+mod trace;

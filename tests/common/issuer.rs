@@ -111,6 +111,8 @@ struct IssuerState {
     jwks_delay_ms: AtomicU64,
     jwks_requests: AtomicUsize,
     discovery_requests: AtomicUsize,
+    /// `(path, traceparent)` of every discovery and JWKS request, in order.
+    traceparents: Mutex<Vec<(String, Option<String>)>>,
 }
 
 impl TestIssuer {
@@ -169,6 +171,11 @@ impl TestIssuer {
         self.state.discovery_requests.load(Ordering::SeqCst)
     }
 
+    /// The path and the `traceparent` header (if any) of every discovery and JWKS request.
+    pub fn traceparents(&self) -> Vec<(String, Option<String>)> {
+        self.state.traceparents.lock().unwrap().clone()
+    }
+
     /// Claims of a fresh, valid token from this issuer.
     pub fn claims(&self) -> Value {
         let now = now();
@@ -196,6 +203,19 @@ async fn answer(mut stream: TcpStream, state: Arc<IssuerState>, url: String) {
     }
     let head = String::from_utf8_lossy(&request);
     let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
+    let traceparent = head.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("traceparent")
+            .then(|| value.trim().to_owned())
+    });
+    if matches!(path.as_str(), "/.well-known/openid-configuration" | "/jwks") {
+        state
+            .traceparents
+            .lock()
+            .unwrap()
+            .push((path.clone(), traceparent));
+    }
     let (status, body) = match path.as_str() {
         "/.well-known/openid-configuration" => {
             state.discovery_requests.fetch_add(1, Ordering::SeqCst);

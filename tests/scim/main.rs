@@ -15,6 +15,7 @@ mod on_delete;
 #[path = "../common/pg_cluster.rs"]
 mod pg_cluster;
 mod postgres;
+mod readiness;
 
 use common::{ACME, App, GLOBEX, GROUPS, USERS, spawn};
 use serde_json::{Value, json};
