@@ -17,11 +17,14 @@
 //! - [`store`]: SCIM resources, groups and memberships in SQLite or PostgreSQL (Kratos keeps
 //!   the identities);
 //! - [`timing`]: how long a request waited on Kratos and the upstream, for `Server-Timing`;
+//! - [`audit`]: the audit trail of every identity change and refusal, on its own sink;
+//! - [`trace`]: the trace id of the request being served;
 //! - [`config`], [`secret`]: `serve`'s settings, checked at start; secrets that never print;
 //! - [`serve`], [`check`], [`carrier`]: the commands `serve`, `check`/`map`, `kratos-mapper`;
 //! - `standin` (feature `standin`, on by default): an in-memory Kratos admin API on loopback,
 //!   for tests and `serve --dev`.
 
+pub mod audit;
 pub mod carrier;
 pub mod check;
 pub mod claims;
@@ -42,6 +45,7 @@ pub mod standin;
 pub mod store;
 pub mod timing;
 pub mod token;
+pub mod trace;
 
 /// Every allocation goes through the mapper guard so that a runaway Jsonnet evaluation can be
 /// stopped on its own thread (see [`mapper::guard`]).
