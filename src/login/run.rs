@@ -668,6 +668,14 @@ mod tests {
         entry: EntryPoint,
         revoke_fails: bool,
     ) -> (Result<Outcome, LoginError>, Vec<&'static str>) {
+        demote_audited(entry, revoke_fails, crate::audit::Audit::off()).await
+    }
+
+    async fn demote_audited(
+        entry: EntryPoint,
+        revoke_fails: bool,
+        audit: crate::audit::Audit,
+    ) -> (Result<Outcome, LoginError>, Vec<&'static str>) {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappers");
         let (providers, _) = Providers::load(&dir).unwrap();
         let engine = MapperEngine::start(
@@ -687,7 +695,8 @@ mod tests {
             engine,
             Arc::new(providers),
             Arc::new(IdentitySchemas::builtin()),
-        );
+        )
+        .with_audit(audit);
         let demoted = claims("demoted");
         let login = Login {
             entry,
@@ -740,5 +749,73 @@ mod tests {
         assert_eq!(outcome.changed, ["traits.role"]);
         assert!(!outcome.sessions_revoked);
         assert!(calls.is_empty(), "{calls:?}");
+    }
+
+    fn audit_to(path: &Path) -> crate::audit::Audit {
+        crate::audit::Audit::open(&crate::audit::AuditConfig {
+            sink: crate::audit::SinkConfig::File(path.to_owned()),
+            values: crate::audit::ValueMode::Plain,
+            ..Default::default()
+        })
+    }
+
+    fn actions_in(path: &Path) -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap()["action"].to_string())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn each_write_of_a_demotion_is_announced_before_it_is_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let (result, calls) = demote_audited(EntryPoint::Api, false, audit_to(&path)).await;
+
+        assert_eq!(result.unwrap().action, Action::Updated);
+        assert_eq!(calls, ["revoke_sessions", "patch"]);
+        assert_eq!(actions_in(&path), ["\"sessions_revoked\"", "\"updated\""]);
+    }
+
+    #[tokio::test]
+    async fn an_unwritable_audit_trail_refuses_the_change_before_any_kratos_write() {
+        let audit = audit_to(Path::new("/dev/full"));
+        let (result, calls) = demote_audited(EntryPoint::Api, false, audit).await;
+
+        assert!(matches!(result, Err(LoginError::Audit(_))), "{result:?}");
+        assert!(
+            calls.is_empty(),
+            "written without its audit event: {calls:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_kratos_write_is_followed_by_write_failed_naming_its_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let (result, _) = demote_audited(EntryPoint::Api, true, audit_to(&path)).await;
+
+        assert!(result.is_err());
+        let events: Vec<Value> = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(events.len(), 2, "{events:#?}");
+        assert_eq!(events[0]["action"], "sessions_revoked");
+        assert_eq!(events[1]["action"], "write_failed");
+        assert_eq!(events[1]["refers_to"], events[0]["event_id"]);
+        assert_eq!(events[1]["failure"], "kratos_unavailable");
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_records_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let (result, _) = demote_audited(EntryPoint::Check, false, audit_to(&path)).await;
+
+        assert!(result.is_ok());
+        assert!(actions_in(&path).is_empty());
     }
 }
