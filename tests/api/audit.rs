@@ -369,3 +369,44 @@ async fn with_on_failure_proceed_an_unwritable_sink_lets_the_change_through() {
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert_eq!(app.kratos.identities().len(), 1);
 }
+
+#[actix_web::test]
+async fn the_login_hooks_refusal_of_an_identitys_current_traits_is_audited() {
+    let audit = AuditFile::new();
+    let app = spawn(&audit, "plain").await;
+    let id = "6f1d3c2b-8a7e-4b5c-9d0e-1a2b3c4d5e6f";
+    let foreign = crate::helpers::fixture("okta-acme", "foreign-domain");
+    let body = crate::hooks::stale_login_body("okta-acme", &foreign, id);
+
+    let answer = call(&app, "login", &body, "login-trigger-9", Some(HOOK_SECRET)).await;
+    assert_eq!(answer.status, 403, "{:?}", answer.body);
+    let events = audit.new_events();
+    assert_eq!(actions(&events), ["denied"]);
+    assert_eq!(events[0]["denial_code"], "foreign_domain");
+    assert_eq!(events[0]["identity_id"], id);
+    assert_eq!(events[0]["trigger_id"], "login-trigger-9");
+    assert!(app.kratos.writes().is_empty());
+}
+
+#[actix_web::test]
+async fn an_answer_names_the_request_id_its_events_carry() {
+    let audit = AuditFile::new();
+    let app = spawn(&audit, "plain").await;
+    let admin = crate::helpers::fixture("okta-acme", "admin");
+    let response = app
+        .client
+        .post(format!("{}/v1/provision", app.address))
+        .bearer_auth(crate::helpers::TRUSTED_SECRET)
+        .json(&json!({"provider": "okta-acme", "claims": admin}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let header = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let events = audit.new_events();
+    assert_eq!(actions(&events), ["created"]);
+    assert_eq!(events[0]["request_id"], header.as_str());
+}

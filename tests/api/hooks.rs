@@ -263,6 +263,14 @@ pub(crate) fn fresh_login_body(provider: &str, claims: &Value, id: &str) -> Valu
     hook_body("login", &ctx)
 }
 
+/// The login hook's body for a sign-in of identity `id` whose carried claims are stale (Kratos
+/// v26.2.0: the registration's), with the traits `claims` map to (the audit tests).
+pub(crate) fn stale_login_body(provider: &str, claims: &Value, id: &str) -> Value {
+    let mut ctx = ctx("login", provider, claims);
+    ctx["identity"]["id"] = json!(id);
+    hook_body("login", &ctx)
+}
+
 /// A login with claims issued for this very sign-in (Kratos re-ran the mapper at login).
 fn fresh_login(provider: &str, claims: &Value) -> Value {
     let mut ctx = ctx("login", provider, claims);
