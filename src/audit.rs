@@ -656,4 +656,30 @@ mod tests {
             Ok(None)
         );
     }
+
+    /// What an event costs (`cargo test --lib audit::tests::cost -- --ignored --nocapture`):
+    /// an update of two fields, written to a file, per value mode.
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn cost() {
+        let provider: ProviderId = "okta-acme".parse().unwrap();
+        let subject = Subject::parse("ada@acme.example").unwrap();
+        let mut record = update(&provider, &subject);
+        record.changes.push(Change {
+            field: "traits.last_name".into(),
+            before: Some(json!("Lovelace")),
+            after: Some(json!("Byron")),
+            opaque: false,
+        });
+        for values in [ValueMode::Plain, ValueMode::Hashed] {
+            let (audit, _dir) = trail(values, Some("0123456789abcdef-key"));
+            let n = 20_000;
+            let start = std::time::Instant::now();
+            for _ in 0..n {
+                audit.record(&record).unwrap();
+            }
+            let each = start.elapsed() / n;
+            println!("{values:?}: {each:?} per event");
+        }
+    }
 }
