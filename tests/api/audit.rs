@@ -349,6 +349,25 @@ async fn with_the_sink_unwritable_a_change_is_refused_with_503_and_nothing_is_wr
     assert_eq!(context["code"], json!("unavailable"), "{:?}", answer.body);
     assert!(app.kratos.writes().is_empty());
 
+    // The login hook refuses a sign-in whose demotion cannot be recorded, before revoking or
+    // writing anything.
+    let ada = app.kratos.insert_identity(json!({
+        "schema_id": "default",
+        "traits": {"email": "ada@acme.example", "tenant_id": "tenant-acme", "first_name": "Ada",
+                   "last_name": "Lovelace", "role": "admin"},
+        "credentials": {"oidc": {"config": {"providers": [
+            {"provider": "okta-acme", "subject": "ada@acme.example"}
+        ]}}},
+    }));
+    app.kratos.clear_log();
+    let demoted = crate::helpers::fixture("okta-acme", "demoted");
+    let body = crate::hooks::fresh_login_body("okta-acme", &demoted, ada["id"].as_str().unwrap());
+    let answer = call(&app, "login", &body, "t-2", Some(HOOK_SECRET)).await;
+    assert_eq!(answer.status, 400, "{:?}", answer.body);
+    let context = &answer.body.as_ref().unwrap()["messages"][0]["messages"][0]["context"];
+    assert_eq!(context["code"], json!("unavailable"), "{:?}", answer.body);
+    assert!(app.kratos.writes().is_empty(), "{:?}", app.kratos.writes());
+
     // A refusal writes nothing to Kratos: it is still answered as the refusal it is.
     let foreign = crate::helpers::fixture("okta-acme", "foreign-domain");
     assert_eq!(
