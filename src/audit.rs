@@ -24,9 +24,10 @@
 //! mode) under a mutex, then flushed; `audit.fsync = true` adds an `fdatasync` per event. A
 //! login that changes nothing writes no event.
 
-use std::fs::{File, OpenOptions};
+mod changes;
+mod sink;
+
 use std::future::Future;
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -35,8 +36,9 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::domain::identity::Identity;
-use crate::domain::mapped::MappedIdentity;
+pub use changes::{created_fields, failure_word, field_changes};
+use sink::{Sink, open_file};
+
 use crate::domain::{IdentityId, ProviderId, Subject};
 use crate::secret::Secret;
 
@@ -246,16 +248,6 @@ struct EventChange {
     after: Value,
 }
 
-enum Sink {
-    Stdout,
-    File {
-        path: PathBuf,
-        /// `None` until opened, and again after a failed write (the next event reopens it).
-        file: Mutex<Option<File>>,
-        fsync: bool,
-    },
-}
-
 struct Inner {
     sink: Sink,
     values: ValueMode,
@@ -414,121 +406,6 @@ impl Inner {
             (Some(v), ValueMode::Hashed) => Value::String(self.hash(v.to_string().as_bytes())),
         }
     }
-}
-
-impl Sink {
-    fn write(&self, line: &[u8]) -> std::io::Result<()> {
-        match self {
-            Sink::Stdout => {
-                let mut out = std::io::stdout().lock();
-                out.write_all(line)?;
-                out.flush()
-            }
-            Sink::File { path, file, fsync } => {
-                let mut guard = file.lock().unwrap_or_else(|p| p.into_inner());
-                if guard.is_none() {
-                    *guard = Some(open_file(path)?);
-                }
-                let handle = guard.as_mut().expect("opened above");
-                let result = handle
-                    .write_all(line)
-                    .and_then(|()| if *fsync { handle.sync_data() } else { Ok(()) });
-                if result.is_err() {
-                    *guard = None;
-                }
-                result
-            }
-        }
-    }
-}
-
-fn open_file(path: &std::path::Path) -> std::io::Result<File> {
-    let mut options = OpenOptions::new();
-    options.append(true).create(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options.open(path)
-}
-
-/// A log-safe word for a failed Kratos write (`write_failed` events).
-pub fn failure_word(error: &crate::kratos::KratosError) -> &'static str {
-    use crate::kratos::KratosError;
-    match error {
-        KratosError::Unavailable { .. } => "kratos_unavailable",
-        KratosError::Conflict { .. } => "kratos_conflict",
-        KratosError::NotFound { .. } => "kratos_not_found",
-        KratosError::Rejected { .. } => "kratos_rejected",
-        KratosError::Protocol { .. } => "kratos_protocol",
-    }
-}
-
-/// The field names `changed` lists (`traits.role`, …) with their values in `before` (the
-/// identity Kratos holds, if any) and `after` (the mapper's output). `credentials.oidc` (a link,
-/// a create) is recorded with the subject's hash `oidc` as its value after.
-pub fn field_changes(
-    changed: &[String],
-    before: Option<&Identity>,
-    after: &MappedIdentity,
-    oidc: Option<String>,
-) -> Vec<Change> {
-    changed
-        .iter()
-        .map(|field| {
-            if field == crate::domain::decision::LINKED_FIELD {
-                return Change {
-                    field: field.clone(),
-                    before: None,
-                    after: oidc.clone().map(Value::String),
-                    opaque: true,
-                };
-            }
-            let (section, key) = field.split_once('.').unwrap_or((field.as_str(), ""));
-            let held = before.and_then(|identity| {
-                let section = match section {
-                    "traits" => Some(&identity.traits),
-                    "metadata_public" => identity.metadata_public.as_ref(),
-                    "metadata_admin" => identity.metadata_admin.as_ref(),
-                    _ => None,
-                };
-                section?.get(key).cloned()
-            });
-            let mapped = match section {
-                "traits" => Some(&after.traits),
-                "metadata_public" => after.metadata_public.as_ref(),
-                "metadata_admin" => after.metadata_admin.as_ref(),
-                _ => None,
-            };
-            Change {
-                field: field.clone(),
-                before: held,
-                after: mapped.and_then(|m| m.get(key)).cloned(),
-                opaque: false,
-            }
-        })
-        .collect()
-}
-
-/// Every field a create sets: the mapper's traits and metadata (kratos-jit's own provenance
-/// excluded: it holds the subject) and `credentials.oidc`.
-pub fn created_fields(mapped: &MappedIdentity) -> Vec<String> {
-    let mut fields = vec![crate::domain::decision::LINKED_FIELD.to_owned()];
-    let sections = [
-        ("traits", Some(&mapped.traits)),
-        ("metadata_public", mapped.metadata_public.as_ref()),
-        ("metadata_admin", mapped.metadata_admin.as_ref()),
-    ];
-    for (section, owned) in sections {
-        for key in owned.into_iter().flat_map(|m| m.keys()) {
-            if section == "metadata_admin" && key == crate::domain::decision::PROVENANCE_KEY {
-                continue;
-            }
-            fields.push(format!("{section}.{key}"));
-        }
-    }
-    fields
 }
 
 #[cfg(test)]
