@@ -38,6 +38,7 @@ pub struct Config {
     pub scim: ScimConfig,
     /// `/health/ready` ([`crate::health`]).
     pub health: crate::health::HealthSettings,
+    pub audit: crate::audit::AuditConfig,
 }
 
 /// The SCIM 2.0 service (`/scim/v2/<provider>/…`, [`crate::scim::service`]).
@@ -209,6 +210,13 @@ const KEYS: &[&str] = &[
     "scim.server_timing",
     "health.kratos_interval",
     "health.kratos_max_age",
+    "audit.sink",
+    "audit.file",
+    "audit.values",
+    "audit.on_failure",
+    "audit.fsync",
+    "audit.hash_key",
+    "audit.hash_key_file",
 ];
 
 const ENV_PREFIX: &str = "KRATOS_JIT__";
@@ -352,6 +360,7 @@ pub fn load_from(
             dev_secrets: vec![],
         },
         health: r.health(),
+        audit: r.audit(),
     };
     if config.api.secrets.is_empty()
         && config.api.trusted_secrets.is_empty()
@@ -399,6 +408,56 @@ impl Reader {
             );
         }
         settings
+    }
+
+    /// The `[audit]` section ([`crate::audit`]): by default, events on standard output with
+    /// hashed values, and a change refused when its event cannot be written.
+    fn audit(&mut self) -> crate::audit::AuditConfig {
+        use crate::audit::{AuditConfig, OnFailure, SinkConfig, ValueMode};
+        let file = self
+            .entries
+            .contains_key("audit.file")
+            .then(|| self.path("audit.file", ""));
+        let default = if file.is_some() { "file" } else { "stdout" };
+        let sink = self.parse("audit.sink", default, |s| match s.trim() {
+            "stdout" => Ok(Some(SinkConfig::Stdout)),
+            "off" => Ok(Some(SinkConfig::Off)),
+            "file" => Ok(None),
+            _ => Err("must be stdout, file or off".into()),
+        });
+        let sink = match (sink, file) {
+            (Some(sink), None) => sink,
+            (None, Some(path)) => SinkConfig::File(path),
+            (None, None) => {
+                self.errors.push(
+                    "`audit.sink` is file but `audit.file` is not set (KRATOS_JIT__AUDIT__FILE)"
+                        .into(),
+                );
+                SinkConfig::Off
+            }
+            (Some(_), Some(_)) => {
+                self.errors.push(
+                    "`audit.file` is set but `audit.sink` is not file: set audit.sink = \"file\""
+                        .into(),
+                );
+                SinkConfig::Off
+            }
+        };
+        AuditConfig {
+            sink,
+            values: self.parse("audit.values", "hashed", |s| match s.trim() {
+                "hashed" => Ok(ValueMode::Hashed),
+                "plain" => Ok(ValueMode::Plain),
+                _ => Err("must be hashed or plain".into()),
+            }),
+            on_failure: self.parse("audit.on_failure", "refuse", |s| match s.trim() {
+                "refuse" => Ok(OnFailure::Refuse),
+                "proceed" => Ok(OnFailure::Proceed),
+                _ => Err("must be refuse or proceed".into()),
+            }),
+            fsync: self.boolean("audit.fsync", false),
+            hash_key: self.secret("audit.hash_key"),
+        }
     }
 
     fn hop(&mut self) -> HopConfig {

@@ -21,11 +21,13 @@
 //!   hop's keys, the mapper workers);
 //! - [`trace`]: the request's W3C trace (`traceparent` in, out to Kratos and the IdPs, and
 //!   `trace_id` on every log line);
+//! - [`audit`]: the audit trail of every identity change and refusal, on its own sink;
 //! - [`config`], [`secret`]: `serve`'s settings, checked at start; secrets that never print;
 //! - [`serve`], [`check`], [`carrier`]: the commands `serve`, `check`/`map`, `kratos-mapper`;
 //! - `standin` (feature `standin`, on by default): an in-memory Kratos admin API on loopback,
 //!   for tests and `serve --dev`.
 
+pub mod audit;
 pub mod carrier;
 pub mod check;
 pub mod claims;

@@ -2,6 +2,8 @@
 //! provider (tests/common/rp.rs), the real `serve` application, the Kratos stand-in and an
 //! upstream OpenID Provider double that signs like a real bridge (`standin::upstream`).
 
+#[path = "common/audit_events.rs"]
+mod audit_events;
 #[path = "common/personal.rs"]
 mod personal;
 #[path = "common/rp.rs"]
@@ -1392,4 +1394,45 @@ async fn every_fixture_through_the_hop_logs_no_personal_data() {
         "the hop's log leaks:\n{}",
         leaks.join("\n")
     );
+}
+
+#[actix_web::test]
+async fn hop_logins_and_refusals_are_audited_with_their_request_id() {
+    let audit = audit_events::AuditFile::new();
+    let env = audit.env("plain");
+    let extra: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let hop = spawn_hop_with(&extra).await;
+    let rp = hop.rp("okta-acme").await;
+
+    code(hop.sign_in(&rp, "okta-acme/admin").await.1);
+    let events = audit.new_events();
+    assert_eq!(audit_events::actions(&events), ["created"]);
+    assert_eq!(
+        audit_events::actions(&events),
+        audit_events::write_actions(&hop.kratos.writes())
+    );
+    assert_eq!(events[0]["entry_point"], "hop");
+    assert!(events[0]["request_id"].is_string());
+    assert_eq!(events[0]["changes"][0]["field"], "credentials.oidc");
+
+    hop.sign_in(&rp, "okta-acme/foreign-domain").await;
+    let events = audit.new_events();
+    assert_eq!(audit_events::actions(&events), ["denied"]);
+    assert_eq!(events[0]["denial_code"], "foreign_domain");
+    assert!(!audit.text().contains("\"eve@"), "{}", audit.text());
+}
+
+#[actix_web::test]
+async fn with_the_audit_sink_unwritable_a_hop_login_is_temporarily_unavailable_and_writes_nothing()
+{
+    let hop = spawn_hop_with(&[
+        ("KRATOS_JIT__AUDIT__SINK", "file"),
+        ("KRATOS_JIT__AUDIT__FILE", "/dev/full"),
+    ])
+    .await;
+    let rp = hop.rp("okta-acme").await;
+
+    let (error, _) = error(hop.sign_in(&rp, "okta-acme/admin").await.1);
+    assert_eq!(error, "temporarily_unavailable");
+    assert_eq!(hop.kratos.writes(), vec![], "nothing was written");
 }

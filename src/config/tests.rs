@@ -239,3 +239,79 @@ fn the_health_section_has_defaults_reads_file_and_environment_and_refuses_a_max_
         "{errors:?}"
     );
 }
+
+#[test]
+fn the_audit_trail_defaults_to_standard_output_hashed_and_fail_closed() {
+    use crate::audit::{AuditConfig, OnFailure, SinkConfig, ValueMode};
+    let defaults = load_from(None, env(&[("KRATOS_JIT__API__SECRETS", SECRET)])).unwrap();
+    assert_eq!(defaults.audit, AuditConfig::default());
+    assert_eq!(defaults.audit.sink, SinkConfig::Stdout);
+    assert_eq!(defaults.audit.values, ValueMode::Hashed);
+    assert_eq!(defaults.audit.on_failure, OnFailure::Refuse);
+
+    // A file given in the file resolves against its folder and means the file sink.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kratos-jit.toml");
+    std::fs::write(
+        &path,
+        "[audit]\nfile = \"audit.jsonl\"\nvalues = \"plain\"\nfsync = true\n",
+    )
+    .unwrap();
+    let set = load_from(
+        Some(&path),
+        env(&[
+            ("KRATOS_JIT__API__SECRETS", SECRET),
+            ("KRATOS_JIT__AUDIT__ON_FAILURE", "proceed"),
+            ("KRATOS_JIT__AUDIT__HASH_KEY", "audit-key-0123456789"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(
+        set.audit.sink,
+        SinkConfig::File(dir.path().join("audit.jsonl"))
+    );
+    assert_eq!(set.audit.values, ValueMode::Plain);
+    assert_eq!(set.audit.on_failure, OnFailure::Proceed);
+    assert!(set.audit.fsync);
+    assert_eq!(
+        set.audit.hash_key,
+        Some(Secret::new("audit-key-0123456789"))
+    );
+}
+
+#[test]
+fn bad_audit_settings_are_reported_together() {
+    let errors = load_from(
+        None,
+        env(&[
+            ("KRATOS_JIT__API__SECRETS", SECRET),
+            ("KRATOS_JIT__AUDIT__SINK", "file"),
+            ("KRATOS_JIT__AUDIT__VALUES", "clear"),
+            ("KRATOS_JIT__AUDIT__ON_FAILURE", "ignore"),
+            ("KRATOS_JIT__AUDIT__HASH_KEY", "short"),
+        ]),
+    )
+    .unwrap_err();
+    let text = errors.join("\n");
+    for expected in [
+        "`audit.sink` is file but `audit.file` is not set",
+        "`audit.values` is invalid: must be hashed or plain",
+        "`audit.on_failure` is invalid: must be refuse or proceed",
+        "`audit.hash_key`: a secret is shorter than 16 characters",
+    ] {
+        assert!(text.contains(expected), "{expected}\n{text}");
+    }
+    let both = load_from(
+        None,
+        env(&[
+            ("KRATOS_JIT__API__SECRETS", SECRET),
+            ("KRATOS_JIT__AUDIT__SINK", "stdout"),
+            ("KRATOS_JIT__AUDIT__FILE", "/tmp/audit.jsonl"),
+        ]),
+    )
+    .unwrap_err();
+    assert!(
+        both.join("\n")
+            .contains("`audit.file` is set but `audit.sink` is not file")
+    );
+}

@@ -589,6 +589,9 @@ impl Hop {
         };
         let outcome = match tokio::time::timeout_at(until, with.logins.run(login)).await {
             Err(_) => return late("kratos"),
+            Ok(Err(LoginError::Audit(_))) => {
+                return request.error("temporarily_unavailable", "The account service cannot record changes right now. Nothing was changed; please try again in a moment.");
+            }
             Ok(Err(LoginError::Kratos(error))) if error.is_retryable() => {
                 return request.error("temporarily_unavailable", "The account service is unavailable right now. Nothing was changed; please try again in a moment.");
             }

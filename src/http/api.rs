@@ -89,6 +89,7 @@ impl From<LoginError> for ApiError {
                 kratos_reason(&k)
             )),
             LoginError::Engine(m) => ApiError::Unavailable(m.to_string()),
+            LoginError::Audit(a) => ApiError::Unavailable(a.to_string()),
         }
     }
 }

@@ -142,7 +142,8 @@ impl AppState {
         Ok(AppState {
             readiness: Arc::new(readiness),
             kratos: kratos.clone(),
-            logins: Logins::new(kratos, engine, Arc::new(providers), schemas),
+            logins: Logins::new(kratos, engine, Arc::new(providers), schemas)
+                .with_audit(crate::audit::Audit::open(&config.audit)),
             verifier,
             secrets: Secrets::new(&config.api.secrets),
             trusted_secrets: Secrets::new(&config.api.trusted_secrets),
@@ -296,6 +297,39 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(scim::configure);
 }
 
+/// Runs a request under a fresh request id (the audit events' `request_id`), answered in
+/// `X-Request-Id`.
+fn with_request_id<S, B>(
+    request: actix_web::dev::ServiceRequest,
+    service: &S,
+) -> impl std::future::Future<Output = Result<actix_web::dev::ServiceResponse<B>, actix_web::Error>>
++ use<S, B>
+where
+    S: actix_web::dev::Service<
+            actix_web::dev::ServiceRequest,
+            Response = actix_web::dev::ServiceResponse<B>,
+            Error = actix_web::Error,
+        >,
+{
+    let id = crate::audit::new_request_id();
+    let header = actix_web::http::header::HeaderValue::from_str(&id).ok();
+    let context = crate::audit::RequestContext {
+        request_id: Some(id),
+        trigger_id: None,
+    };
+    let call = service.call(request);
+    async move {
+        let mut response = crate::audit::scope(context, call).await?;
+        if let Some(header) = header {
+            response.headers_mut().insert(
+                actix_web::http::header::HeaderName::from_static("x-request-id"),
+                header,
+            );
+        }
+        Ok(response)
+    }
+}
+
 /// The SCIM store `scim.database_url` names, opened and migrated; `None` when it is unset.
 pub async fn open_scim_store(config: &Config) -> anyhow::Result<Option<crate::store::Store>> {
     match &config.scim.database_url {
@@ -349,6 +383,7 @@ impl Application {
         let workers = cores.min(config.max_connections).max(1);
         let server = HttpServer::new(move || {
             App::new()
+                .wrap_fn(with_request_id)
                 .wrap_fn(traced)
                 .app_data(state.clone())
                 .configure(configure)

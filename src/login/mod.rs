@@ -68,6 +68,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::time::Instant;
 
+use crate::audit::{Audit, AuditAction, Record};
 use crate::domain::mapped::MappedIdentity;
 use crate::domain::policy;
 use crate::domain::scim::ScimSubjectError;
@@ -276,6 +277,10 @@ pub enum LoginError {
     Kratos(#[from] KratosError),
     #[error("the mapper engine could not evaluate: {0}")]
     Engine(MapperError),
+    /// The change's audit event could not be written (`audit.on_failure = "refuse"`): nothing
+    /// was written to Kratos.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
 }
 
 /// The login use case, over any Kratos adapter.
@@ -284,6 +289,7 @@ pub struct Logins<K> {
     engine: MapperEngine,
     providers: Arc<Providers>,
     schemas: Arc<IdentitySchemas>,
+    audit: Audit,
 }
 
 impl<K: KratosAdmin> Logins<K> {
@@ -298,7 +304,19 @@ impl<K: KratosAdmin> Logins<K> {
             engine,
             providers,
             schemas,
+            audit: Audit::off(),
         }
+    }
+
+    /// The use case writing its changes and refusals to `audit` (off by default).
+    pub fn with_audit(mut self, audit: Audit) -> Self {
+        self.audit = audit;
+        self
+    }
+
+    /// The audit trail, for the writes an entry point makes itself (the SCIM lifecycle).
+    pub fn audit(&self) -> &Audit {
+        &self.audit
     }
 
     pub fn providers(&self) -> &Providers {
@@ -323,6 +341,8 @@ impl<K: KratosAdmin> Logins<K> {
     pub async fn run(&self, login: Login<'_>) -> Result<Outcome, LoginError> {
         let tag = login.subject.tag(&login.provider.id);
         let (entry, provider) = (login.entry, login.provider.id.clone());
+        let (provider_ref, subject) = (login.provider, login.subject.clone());
+        let mapper_kind = login.claims.kind();
         let result = run::Run {
             logins: self,
             until: Instant::now() + login.kratos_budget,
@@ -331,6 +351,9 @@ impl<K: KratosAdmin> Logins<K> {
         }
         .run()
         .await;
+        if let Ok(outcome) = &result {
+            self.audit_refusal(entry, provider_ref, mapper_kind, &subject, outcome);
+        }
         match &result {
             Ok(outcome) => tracing::info!(
                 message = "Login processed.",
@@ -352,6 +375,31 @@ impl<K: KratosAdmin> Logins<K> {
             ),
         }
         result
+    }
+
+    /// The audit event of a refusal (the changes are recorded where they are written, in
+    /// `run.rs`). `check` and `map` write nothing, so they record nothing.
+    fn audit_refusal(
+        &self,
+        entry: EntryPoint,
+        provider: &Provider,
+        kind: MapperKind,
+        subject: &Subject,
+        outcome: &Outcome,
+    ) {
+        let Some(denial) = &outcome.denial else {
+            return;
+        };
+        if entry == EntryPoint::Check || !self.audit.is_on() {
+            return;
+        }
+        self.audit.refusal(&Record {
+            identity_id: outcome.identity_id,
+            subject: Some(subject),
+            denial_code: Some(denial.code()),
+            mapper_sha256: provider.mapper_of(kind).map(|m| m.sha256.as_str()),
+            ..Record::new(entry.as_str(), &provider.id, AuditAction::Denied)
+        });
     }
 
     /// The policy over an identity as Kratos holds it, without a mapper: for a login whose
@@ -380,5 +428,6 @@ fn error_kind(error: &LoginError) -> &'static str {
         LoginError::Kratos(KratosError::Rejected { .. }) => "kratos_rejected",
         LoginError::Kratos(KratosError::Protocol { .. }) => "kratos_protocol",
         LoginError::Engine(_) => "mapper_engine",
+        LoginError::Audit(_) => "audit_unwritable",
     }
 }

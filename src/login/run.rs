@@ -8,6 +8,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::{Action, Current, EntryPoint, Login, LoginError, Logins, Outcome};
+use crate::audit::{self, AuditAction, Change, Record};
 use crate::domain::decision::{self, Decision, Found, Provenance};
 use crate::domain::mapped::{InvalidOutput, MappedIdentity, identity_ext_var};
 use crate::domain::policy::{self, EMAIL_TRAIT};
@@ -58,6 +59,56 @@ impl<K: KratosAdmin> Run<'_, '_, K> {
                 ),
             }),
         }
+    }
+
+    /// The audit record of a change this login makes to `identity_id` (`None`: a create).
+    fn record(
+        &self,
+        action: AuditAction,
+        identity_id: Option<IdentityId>,
+        changes: Vec<Change>,
+    ) -> Record<'_> {
+        let provider = self.login.provider;
+        Record {
+            identity_id,
+            subject: Some(&self.login.subject),
+            changes,
+            mapper_sha256: provider
+                .mapper_of(self.login.claims.kind())
+                .map(|m| m.sha256.as_str()),
+            ..Record::new(self.login.entry.as_str(), &provider.id, action)
+        }
+    }
+
+    /// The changed fields with their values before (`existing`) and after (`mapped`).
+    fn changes(
+        &self,
+        changed: &[String],
+        existing: Option<&Identity>,
+        mapped: &MappedIdentity,
+    ) -> Vec<Change> {
+        let oidc = self
+            .logins
+            .audit
+            .subject_hash(&self.login.provider.id, &self.login.subject);
+        audit::field_changes(changed, existing, mapped, oidc)
+    }
+
+    /// Writes the event of a decided change, then — only once it is written — makes the
+    /// Kratos write that carries the change out; a write that fails gets a `write_failed`
+    /// follow-up. The only place the use case writes to Kratos (see `docs/audit.md`).
+    async fn audited<T>(
+        &self,
+        record: Record<'_>,
+        write: impl Future<Output = Result<T, KratosError>>,
+    ) -> Result<Result<T, KratosError>, LoginError> {
+        let trail = &self.logins.audit;
+        let event = trail.record(&record)?;
+        let result = self.kratos(write).await;
+        if let Err(error) = &result {
+            trail.write_failed(&record, event, audit::failure_word(error));
+        }
+        Ok(result)
     }
 
     /// The identity holding `identifier` as a credential identifier, if any.
@@ -266,7 +317,10 @@ impl<K: KratosAdmin> Run<'_, '_, K> {
                 sessions_revoked: self.sessions_revoked.load(Ordering::Relaxed),
                 ..Outcome::denied(denial, Some(output.clone()))
             };
-            match self.execute(decision, existing.as_ref()).await? {
+            match self
+                .execute(decision, existing.as_ref(), holder.as_ref(), mapped)
+                .await?
+            {
                 Step::Done {
                     action,
                     id,
@@ -335,7 +389,9 @@ impl<K: KratosAdmin> Run<'_, '_, K> {
         if !sessions::revokes(&self.login.provider.settings.sessions, changed) {
             return Ok(());
         }
-        self.kratos(self.logins.kratos.revoke_sessions(id)).await?;
+        let record = self.record(AuditAction::SessionsRevoked, Some(*id), vec![]);
+        self.audited(record, self.logins.kratos.revoke_sessions(id))
+            .await??;
         self.sessions_revoked.store(true, Ordering::Relaxed);
         Ok(())
     }
@@ -345,6 +401,8 @@ impl<K: KratosAdmin> Run<'_, '_, K> {
         &self,
         decision: Decision,
         existing: Option<&Identity>,
+        holder: Option<&Identity>,
+        mapped: &MappedIdentity,
     ) -> Result<Step, LoginError> {
         let dry_run = self.login.entry == EntryPoint::Check;
         Ok(match decision {
@@ -352,7 +410,12 @@ impl<K: KratosAdmin> Run<'_, '_, K> {
             Decision::Unchanged { id } => {
                 let cleanup = existing.map(|i| self.cleanup_for(i)).unwrap_or_default();
                 if !cleanup.is_empty() && !dry_run {
-                    match self.kratos(self.logins.kratos.patch(&id, &cleanup)).await {
+                    let removed = cleanup.iter().filter_map(removed_field).collect();
+                    let record = self.record(AuditAction::Updated, Some(id), removed);
+                    match self
+                        .audited(record, self.logins.kratos.patch(&id, &cleanup))
+                        .await?
+                    {
                         Ok(_) | Err(KratosError::NotFound { .. }) => {}
                         Err(e) => return Err(e.into()),
                     }
@@ -371,7 +434,12 @@ impl<K: KratosAdmin> Run<'_, '_, K> {
                     ops.extend(self.cleanup_for(existing));
                 }
                 self.revoke_sessions_for(&id, &changed).await?;
-                match self.kratos(self.logins.kratos.patch(&id, &ops)).await {
+                let changes = self.changes(&changed, existing, mapped);
+                let record = self.record(AuditAction::Updated, Some(id), changes);
+                match self
+                    .audited(record, self.logins.kratos.patch(&id, &ops))
+                    .await?
+                {
                     Ok(identity) => Step::done(Action::Updated, identity.id, changed),
                     // Deleted meanwhile: decide again from what Kratos holds now.
                     Err(KratosError::NotFound { .. }) => Step::Gone,
@@ -388,9 +456,12 @@ impl<K: KratosAdmin> Run<'_, '_, K> {
                     return Ok(Step::done(Action::Linked, identity.id, changed));
                 }
                 self.revoke_sessions_for(&identity.id, &changed).await?;
+                // The values before are the e-mail holder's, as Kratos holds it.
+                let changes = self.changes(&changed, holder, mapped);
+                let record = self.record(AuditAction::Linked, Some(identity.id), changes);
                 match self
-                    .kratos(self.logins.kratos.link_oidc(&identity, &credential))
-                    .await
+                    .audited(record, self.logins.kratos.link_oidc(&identity, &credential))
+                    .await?
                 {
                     Ok(linked) => Step::done(Action::Linked, linked.id, changed),
                     Err(KratosError::NotFound { .. }) => Step::Gone,
@@ -399,10 +470,21 @@ impl<K: KratosAdmin> Run<'_, '_, K> {
                 }
             }
             Decision::Create(new) => {
-                if dry_run || matches!(self.login.current, Current::Registering) {
+                if dry_run {
                     return Ok(Step::ToCreate(new));
                 }
-                match self.kratos(self.logins.kratos.create(&new)).await {
+                let fields = audit::created_fields(mapped);
+                let changes = self.changes(&fields, None, mapped);
+                let record = self.record(AuditAction::Created, None, changes);
+                if matches!(self.login.current, Current::Registering) {
+                    // Kratos persists it once the hook answers: the event is written first.
+                    self.logins.audit.record(&record)?;
+                    return Ok(Step::ToCreate(new));
+                }
+                match self
+                    .audited(record, self.logins.kratos.create(&new))
+                    .await?
+                {
                     Ok(identity) => Step::done(Action::Created, identity.id, vec![]),
                     Err(KratosError::Conflict { .. }) => Step::CreateConflict,
                     Err(e) => return Err(e.into()),
@@ -436,6 +518,21 @@ impl Step {
             changed,
         }
     }
+}
+
+/// The field an entry point's cleanup removes (the login hook's carried claims): recorded
+/// without its values, which are the sign-in's claims.
+fn removed_field(op: &PatchOp) -> Option<Change> {
+    let PatchOp::Remove { path } = op else {
+        return None;
+    };
+    let field = path.trim_start_matches('/').replacen('/', ".", 1);
+    Some(Change {
+        field,
+        before: Some(Value::String("not_recorded".into())),
+        after: None,
+        opaque: true,
+    })
 }
 
 /// The identity as the mapper sees it (`{traits, metadata_public, metadata_admin}`).
@@ -571,6 +668,14 @@ mod tests {
         entry: EntryPoint,
         revoke_fails: bool,
     ) -> (Result<Outcome, LoginError>, Vec<&'static str>) {
+        demote_audited(entry, revoke_fails, crate::audit::Audit::off()).await
+    }
+
+    async fn demote_audited(
+        entry: EntryPoint,
+        revoke_fails: bool,
+        audit: crate::audit::Audit,
+    ) -> (Result<Outcome, LoginError>, Vec<&'static str>) {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappers");
         let (providers, _) = Providers::load(&dir).unwrap();
         let engine = MapperEngine::start(
@@ -590,7 +695,8 @@ mod tests {
             engine,
             Arc::new(providers),
             Arc::new(IdentitySchemas::builtin()),
-        );
+        )
+        .with_audit(audit);
         let demoted = claims("demoted");
         let login = Login {
             entry,
@@ -643,5 +749,73 @@ mod tests {
         assert_eq!(outcome.changed, ["traits.role"]);
         assert!(!outcome.sessions_revoked);
         assert!(calls.is_empty(), "{calls:?}");
+    }
+
+    fn audit_to(path: &Path) -> crate::audit::Audit {
+        crate::audit::Audit::open(&crate::audit::AuditConfig {
+            sink: crate::audit::SinkConfig::File(path.to_owned()),
+            values: crate::audit::ValueMode::Plain,
+            ..Default::default()
+        })
+    }
+
+    fn actions_in(path: &Path) -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap()["action"].to_string())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn each_write_of_a_demotion_is_announced_before_it_is_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let (result, calls) = demote_audited(EntryPoint::Api, false, audit_to(&path)).await;
+
+        assert_eq!(result.unwrap().action, Action::Updated);
+        assert_eq!(calls, ["revoke_sessions", "patch"]);
+        assert_eq!(actions_in(&path), ["\"sessions_revoked\"", "\"updated\""]);
+    }
+
+    #[tokio::test]
+    async fn an_unwritable_audit_trail_refuses_the_change_before_any_kratos_write() {
+        let audit = audit_to(Path::new("/dev/full"));
+        let (result, calls) = demote_audited(EntryPoint::Api, false, audit).await;
+
+        assert!(matches!(result, Err(LoginError::Audit(_))), "{result:?}");
+        assert!(
+            calls.is_empty(),
+            "written without its audit event: {calls:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_kratos_write_is_followed_by_write_failed_naming_its_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let (result, _) = demote_audited(EntryPoint::Api, true, audit_to(&path)).await;
+
+        assert!(result.is_err());
+        let events: Vec<Value> = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(events.len(), 2, "{events:#?}");
+        assert_eq!(events[0]["action"], "sessions_revoked");
+        assert_eq!(events[1]["action"], "write_failed");
+        assert_eq!(events[1]["refers_to"], events[0]["event_id"]);
+        assert_eq!(events[1]["failure"], "kratos_unavailable");
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_records_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let (result, _) = demote_audited(EntryPoint::Check, false, audit_to(&path)).await;
+
+        assert!(result.is_ok());
+        assert!(actions_in(&path).is_empty());
     }
 }

@@ -31,9 +31,11 @@ use serde_json::{Map, Value};
 use super::meta;
 use super::resource;
 use super::{IndexKey, ListQuery, Projection, ResourceKind, ScimError, apply_patch, list_response};
+use crate::audit::{AuditAction, Record};
+use crate::domain::Subject;
 use crate::domain::{Denial, IdentityId, OnDelete, ScimGroup, ScimInput, ScimSubject};
 use crate::kratos::{KratosAdmin, KratosError};
-use crate::login::{Action, Current, Login, LoginError, Logins};
+use crate::login::{Action, Current, EntryPoint, Login, LoginError, Logins};
 use crate::provider::Provider;
 use crate::store::{GroupId, Membership, Store, StoreError, StoredGroup, StoredUser};
 
@@ -105,7 +107,13 @@ fn login_error(error: LoginError) -> ScimError {
             None,
             "the mapper engine could not evaluate; retry later",
         ),
+        LoginError::Audit(error) => audit_error(error),
     }
+}
+
+/// The audit trail cannot be written: the change is refused, nothing was written to Kratos.
+fn audit_error(error: crate::audit::AuditError) -> ScimError {
+    ScimError::new(503, None, format!("{error}; retry later"))
 }
 
 /// A denial as the IdP is told it: the tenant and linking rules are 403/409, a mapping the
@@ -237,20 +245,72 @@ impl<K: KratosAdmin> ScimService<'_, K> {
     /// Kratos's own state as the login read it (`mapped.found_inactive`), not the store's: a
     /// deactivation that reached Kratos but not the store, followed by `active: true` instead
     /// of a retry, still reactivates.
-    async fn apply_active(&self, mapped: &Mapped, active: bool) -> Result<(), ScimError> {
-        if !active {
-            self.deactivate(&mapped.id).await
+    async fn apply_active(&self, mapped: &Mapped, resource: &Value) -> Result<(), ScimError> {
+        let subject = self.subject_of(resource);
+        if !resource::active(resource) {
+            self.deactivate(&mapped.id, subject.as_ref()).await
         } else if mapped.found_inactive {
-            self.timed(self.kratos().reactivate(&mapped.id)).await?;
+            let reactivate = self.kratos().reactivate(&mapped.id);
+            self.audited(
+                AuditAction::Reactivated,
+                &mapped.id,
+                subject.as_ref(),
+                reactivate,
+            )
+            .await?;
             Ok(())
         } else {
             Ok(())
         }
     }
 
-    async fn deactivate(&self, id: &IdentityId) -> Result<(), ScimError> {
-        self.timed(self.kratos().deactivate(id)).await?;
-        self.timed(self.kratos().revoke_sessions(id)).await
+    async fn deactivate(
+        &self,
+        id: &IdentityId,
+        subject: Option<&Subject>,
+    ) -> Result<(), ScimError> {
+        let deactivate = self.kratos().deactivate(id);
+        self.audited(AuditAction::Deactivated, id, subject, deactivate)
+            .await?;
+        let revoke = self.kratos().revoke_sessions(id);
+        self.audited(AuditAction::SessionsRevoked, id, subject, revoke)
+            .await
+    }
+
+    /// The SSO subject of a SCIM user resource (`[scim] subject`), for its audit events.
+    fn subject_of(&self, resource: &Value) -> Option<Subject> {
+        ScimInput::new(object(resource), &[])
+            .subject(self.provider.settings.scim.subject)
+            .ok()
+    }
+
+    /// A lifecycle write of `id` (deactivate, reactivate, revoke sessions, delete), made only
+    /// once its audit event is written ([`crate::audit`]): 503 when it cannot be, and nothing
+    /// is written to Kratos. A failed write gets its `write_failed` follow-up.
+    async fn audited<T>(
+        &self,
+        action: AuditAction,
+        id: &IdentityId,
+        subject: Option<&Subject>,
+        write: impl Future<Output = Result<T, KratosError>>,
+    ) -> Result<T, ScimError> {
+        let trail = self.logins.audit();
+        let record = Record {
+            identity_id: Some(*id),
+            subject,
+            ..Record::new(EntryPoint::Scim.as_str(), &self.provider.id, action)
+        };
+        let event = trail.record(&record).map_err(audit_error)?;
+        let result = match tokio::time::timeout(self.kratos_budget, write).await {
+            Ok(result) => result,
+            Err(_) => Err(KratosError::Unavailable {
+                detail: "no answer in time".into(),
+            }),
+        };
+        if let Err(error) = &result {
+            trail.write_failed(&record, event, crate::audit::failure_word(error));
+        }
+        result.map_err(kratos_error)
     }
 
     fn stored_user(&self, id: IdentityId, resource: Value) -> StoredUser {
@@ -511,8 +571,7 @@ impl<K: KratosAdmin> ScimService<'_, K> {
         }
         // An adopted identity may have been deactivated by an earlier DELETE: `active: true`
         // reactivates it.
-        self.apply_active(&mapped, resource::active(&resource))
-            .await?;
+        self.apply_active(&mapped, &resource).await?;
         let stored = self
             .store
             .put_user(&self.stored_user(id, resource), None)
@@ -594,8 +653,7 @@ impl<K: KratosAdmin> ScimService<'_, K> {
                 Current::ById(current.id),
             )
             .await?;
-        self.apply_active(&mapped, resource::active(&resource))
-            .await?;
+        self.apply_active(&mapped, &resource).await?;
         let mut next = self.stored_user(mapped.id, resource);
         next.created = current.created;
         let stored = self
@@ -615,13 +673,21 @@ impl<K: KratosAdmin> ScimService<'_, K> {
             Err(e) if e.status == 404 => Ok(()),
             other => other,
         };
+        let subject = self.subject_of(&user.resource);
+        let subject = subject.as_ref();
         match self.provider.settings.scim.on_delete {
             OnDelete::Deactivate => {
-                gone(self.deactivate(&user.id).await)?;
+                gone(self.deactivate(&user.id, subject).await)?;
             }
             OnDelete::Delete => {
-                gone(self.timed(self.kratos().revoke_sessions(&user.id)).await)?;
-                gone(self.timed(self.kratos().delete(&user.id)).await)?;
+                let revoke = self.kratos().revoke_sessions(&user.id);
+                let action = AuditAction::SessionsRevoked;
+                gone(self.audited(action, &user.id, subject, revoke).await)?;
+                let delete = self.kratos().delete(&user.id);
+                gone(
+                    self.audited(AuditAction::Deleted, &user.id, subject, delete)
+                        .await,
+                )?;
             }
         }
         self.store

@@ -80,12 +80,12 @@ fn hook_body(flow: &str, ctx: &Value) -> Value {
     .unwrap()
 }
 
-struct HookAnswer {
-    status: u16,
-    body: Option<Value>,
+pub(crate) struct HookAnswer {
+    pub(crate) status: u16,
+    pub(crate) body: Option<Value>,
 }
 
-async fn call(
+pub(crate) async fn call(
     app: &TestApp,
     flow: &str,
     body: &Value,
@@ -254,6 +254,21 @@ async fn a_wrong_or_missing_hook_secret_is_a_401() {
     )
     .await;
     assert_eq!(answer.status, 401);
+}
+
+/// The login hook's body for a sign-in of identity `id` with fresh `claims` (the audit tests).
+pub(crate) fn fresh_login_body(provider: &str, claims: &Value, id: &str) -> Value {
+    let mut ctx = fresh_login(provider, claims);
+    ctx["identity"]["id"] = json!(id);
+    hook_body("login", &ctx)
+}
+
+/// The login hook's body for a sign-in of identity `id` whose carried claims are stale (Kratos
+/// v26.2.0: the registration's), with the traits `claims` map to (the audit tests).
+pub(crate) fn stale_login_body(provider: &str, claims: &Value, id: &str) -> Value {
+    let mut ctx = ctx("login", provider, claims);
+    ctx["identity"]["id"] = json!(id);
+    hook_body("login", &ctx)
 }
 
 /// A login with claims issued for this very sign-in (Kratos re-ran the mapper at login).
@@ -467,7 +482,7 @@ async fn the_login_hook_names_the_refused_e_mail_domain() {
 }
 
 /// The registration hook's body for `claims`, as Kratos sends it after its own mapper ran.
-fn registration_body(provider: &str, claims: &Value) -> Value {
+pub(crate) fn registration_body(provider: &str, claims: &Value) -> Value {
     hook_body("registration", &ctx("registration", provider, claims))
 }
 

@@ -1,5 +1,7 @@
 //! API tests: the real `serve` application over HTTP against the loopback Kratos stand-in.
 
+#[path = "../common/audit_events.rs"]
+mod audit_events;
 #[path = "../common/issuer.rs"]
 mod issuer;
 #[path = "../common/personal.rs"]
@@ -7,6 +9,7 @@ mod personal;
 #[path = "../common/tree.rs"]
 mod tree;
 
+mod audit;
 mod concurrency;
 mod helpers;
 mod hooks;

@@ -7,6 +7,9 @@
 //! - `postgres`: the round trip and isolation tests below on PostgreSQL.
 //! - `on_delete`: `DELETE /Users` with `[scim] on_delete = "delete"`.
 
+mod audit;
+#[path = "../common/audit_events.rs"]
+mod audit_events;
 mod common;
 mod entra;
 mod faults;

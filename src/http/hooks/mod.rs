@@ -40,7 +40,7 @@ use serde_json::{Value, json};
 use crate::carrier::CARRIED_CLAIMS_KEY;
 use crate::domain::IdentityId;
 use crate::kratos::{KratosAdmin, PatchOp};
-use crate::login::{Action, Current, EntryPoint, Login, Logins};
+use crate::login::{Action, Current, EntryPoint, Login, LoginError, Logins};
 use crate::provider::Provider;
 use answer::HookAnswer;
 use body::{HookBody, HookSession, issued_at, subject_of, take_carried};
@@ -204,6 +204,16 @@ pub async fn login<K: KratosAdmin>(
             Ok(()) => HookAnswer::no_change(),
             Err(denial) => {
                 tracing::info!(message = "Refused a login on the identity's current traits.", provider = provider.id.as_str(), identity_id = %identity_id, denial = denial.code());
+                use crate::audit::{AuditAction, Record};
+                logins.audit().refusal(&Record {
+                    identity_id: Some(identity_id),
+                    denial_code: Some(denial.code()),
+                    ..Record::new(
+                        EntryPoint::LoginHook.as_str(),
+                        &provider.id,
+                        AuditAction::Denied,
+                    )
+                });
                 HookAnswer::denied(&denial)
             }
         };
@@ -224,6 +234,11 @@ pub async fn login<K: KratosAdmin>(
             Some(denial) => HookAnswer::denied(&denial),
             None => HookAnswer::no_change(),
         },
+        // A change whose audit event cannot be written is refused, and so is the sign-in that
+        // needs it (a demotion must not wait for the next login).
+        Err(LoginError::Audit(_)) => {
+            HookAnswer::unavailable("kratos-jit cannot record the sign-in's changes right now")
+        }
         // Documented outcome: the policy passed (or could not run for want of Kratos, which
         // the use case has checked on what the hook was shown), so the sign-in proceeds; the
         // update is applied at the next login (or by the provisioning API).
@@ -300,7 +315,7 @@ where
         return respond(&previous, false);
     }
     let answer = match body::parse(&body) {
-        Ok(body) => run(body).await,
+        Ok(body) => crate::audit::with_trigger(trigger, run(body)).await,
         Err(reason) => HookAnswer::bad_request(400, &reason),
     };
     let sent = Sent::from(answer);
