@@ -36,6 +36,16 @@ pub struct Config {
     pub token: TokenConfig,
     pub hop: HopConfig,
     pub scim: ScimConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// The Prometheus metrics (`GET /metrics`, [`crate::metrics`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsConfig {
+    /// Where `/metrics` is served, on a listener of its own; never on `listen`. `None` (the
+    /// default): not served at all, since the exposition names the providers (the customers)
+    /// and the address must be chosen with the network in mind. Counting goes on regardless.
+    pub listen: Option<SocketAddr>,
 }
 
 /// The SCIM 2.0 service (`/scim/v2/<provider>/…`, [`crate::scim::service`]).
@@ -205,6 +215,7 @@ const KEYS: &[&str] = &[
     "scim.database_url",
     "scim.max_body_bytes",
     "scim.server_timing",
+    "metrics.listen",
 ];
 
 const ENV_PREFIX: &str = "KRATOS_JIT__";
@@ -347,6 +358,7 @@ pub fn load_from(
             server_timing: r.boolean("scim.server_timing", false),
             dev_secrets: vec![],
         },
+        metrics: r.metrics(),
     };
     if config.api.secrets.is_empty()
         && config.api.trusted_secrets.is_empty()
@@ -370,6 +382,14 @@ pub fn load_from(
             "kratos.request_timeout is longer than kratos.deadline: no call could complete".into(),
         );
     }
+    if let Some(metrics) = config.metrics.listen
+        && metrics == config.listen
+        && metrics.port() != 0
+    {
+        r.errors.push(format!(
+            "metrics.listen is the same address as listen ({metrics}): the metrics are never served on the public port; give them an address of their own"
+        ));
+    }
     if config.kratos.deadline >= config.api.deadline {
         r.errors
             .push("kratos.deadline must be shorter than api.deadline, which includes it".into());
@@ -382,6 +402,26 @@ pub fn load_from(
 }
 
 impl Reader {
+    /// `[metrics]`: `listen` unset, or set empty in the environment, leaves `/metrics` off.
+    fn metrics(&mut self) -> MetricsConfig {
+        let set = self
+            .entries
+            .get("metrics.listen")
+            .is_some_and(|e| !matches!(&e.raw, Raw::Str(s) if s.trim().is_empty()));
+        if !set {
+            self.entries.remove("metrics.listen");
+        }
+        MetricsConfig {
+            listen: set.then(|| {
+                self.parse("metrics.listen", "127.0.0.1:0", |s| {
+                    s.trim().parse::<SocketAddr>().map_err(|e| {
+                        format!("{e} (an address and port, such as \"127.0.0.1:9480\")")
+                    })
+                })
+            }),
+        }
+    }
+
     fn hop(&mut self) -> HopConfig {
         let public_url = self.entries.contains_key("hop.public_url").then(|| {
             self.parse("hop.public_url", "http://127.0.0.1", |s| {
