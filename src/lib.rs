@@ -16,6 +16,8 @@
 //! - [`http`]: the HTTP adapters — the provisioning API, the Kratos web hooks and the hop;
 //! - [`store`]: SCIM resources, groups and memberships in SQLite or PostgreSQL (Kratos keeps
 //!   the identities);
+//! - [`metrics`]: the Prometheus metrics (logins, denials, Kratos calls, the mapper, SCIM),
+//!   served on their own listener;
 //! - [`timing`]: how long a request waited on Kratos and the upstream, for `Server-Timing`;
 //! - [`config`], [`secret`]: `serve`'s settings, checked at start; secrets that never print;
 //! - [`serve`], [`check`], [`carrier`]: the commands `serve`, `check`/`map`, `kratos-mapper`;
@@ -32,6 +34,7 @@ pub mod http;
 pub mod kratos;
 pub mod login;
 pub mod mapper;
+pub mod metrics;
 pub mod provider;
 pub mod schema;
 pub mod scim;

@@ -33,7 +33,9 @@
 //! The result is an [`Outcome`] that keeps the [`Denial`] as a type; each protocol turns it into
 //! its own answer in one place. The login is logged here, once, with the entry point, the
 //! provider, the subject's tag, the action, the identity id and the denial's code — never a
-//! claim, a trait or a denial's reason.
+//! claim, a trait or a denial's reason. It is counted here too ([`crate::metrics`]: by
+//! provider, entry point, action and denial code, with its duration), and so is its mapper
+//! evaluation.
 //!
 //! Sessions are revoked **before** the write, never after it: if the revocation fails, nothing
 //! is written and the login fails as unavailable, so its retry still sees the change and
@@ -74,6 +76,7 @@ use crate::domain::scim::ScimSubjectError;
 use crate::domain::{Denial, IdentityId, ScimInput, Subject};
 use crate::kratos::{KratosAdmin, KratosError, NewIdentity, PatchOp};
 use crate::mapper::{Claims, MapperEngine, MapperError, MapperKind};
+use crate::metrics::Metrics;
 use crate::provider::{Provider, Providers};
 use crate::schema::IdentitySchemas;
 
@@ -284,6 +287,8 @@ pub struct Logins<K> {
     engine: MapperEngine,
     providers: Arc<Providers>,
     schemas: Arc<IdentitySchemas>,
+    /// Where each login and mapper evaluation is counted ([`Logins::with_metrics`]).
+    metrics: Metrics,
 }
 
 impl<K: KratosAdmin> Logins<K> {
@@ -298,7 +303,15 @@ impl<K: KratosAdmin> Logins<K> {
             engine,
             providers,
             schemas,
+            metrics: Metrics::default(),
         }
+    }
+
+    /// Counts every login and mapper evaluation into `metrics` (by default, into a registry
+    /// nobody serves).
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     pub fn providers(&self) -> &Providers {
@@ -323,6 +336,7 @@ impl<K: KratosAdmin> Logins<K> {
     pub async fn run(&self, login: Login<'_>) -> Result<Outcome, LoginError> {
         let tag = login.subject.tag(&login.provider.id);
         let (entry, provider) = (login.entry, login.provider.id.clone());
+        let timer = self.metrics.login(entry, provider.as_str());
         let result = run::Run {
             logins: self,
             until: Instant::now() + login.kratos_budget,
@@ -331,6 +345,7 @@ impl<K: KratosAdmin> Logins<K> {
         }
         .run()
         .await;
+        timer.finish(&result);
         match &result {
             Ok(outcome) => tracing::info!(
                 message = "Login processed.",
