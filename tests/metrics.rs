@@ -58,6 +58,9 @@ async fn spawn(with_metrics: bool, scim: bool, extra: &[(&str, &str)]) -> App {
         ),
         ("KRATOS_JIT__HOOKS__SECRETS".into(), HOOK_SECRET.into()),
         ("KRATOS_JIT__MAPPER__WORKERS".into(), "2".into()),
+        // The exact counts must not depend on the machine's load: a first evaluation queued
+        // behind the workers' start-up must not time out (and become a denial) on a busy CI.
+        ("KRATOS_JIT__MAPPER__TIMEOUT".into(), "10s".into()),
     ];
     if with_metrics {
         env.push(("KRATOS_JIT__METRICS__LISTEN".into(), "127.0.0.1:0".into()));
@@ -806,4 +809,48 @@ async fn every_metric_the_alert_rules_use_is_exposed() {
             "the alert rules use {name}, which /metrics does not expose:\n{text}"
         );
     }
+}
+
+#[actix_web::test]
+async fn a_login_kratos_cannot_serve_is_counted_as_an_error_with_its_failed_attempts() {
+    let app = spawn(true, false, &[]).await;
+    let claims = read_json(&repo().join("mappers/okta-acme/tests/admin.claims.json"));
+    app.kratos.set_fault(Fault::RefuseConnections);
+    let (status, answer) = app
+        .post(
+            "/v1/provision",
+            TRUSTED_SECRET,
+            None,
+            &json!({"provider": "okta-acme", "claims": claims}),
+        )
+        .await;
+    app.kratos.set_fault(Fault::None);
+    assert_eq!(status, 503, "{answer}");
+    let (text, metrics) = app.scrape().await;
+    let logins = tally(
+        &metrics,
+        "kratos_jit_logins",
+        &["provider", "entry_point", "action"],
+    );
+    assert_eq!(
+        logins,
+        BTreeMap::from([(key(&["okta-acme", "api", "error"]), 1)]),
+        "{text}"
+    );
+    let kratos = tally(
+        &metrics,
+        "kratos_jit_kratos_requests",
+        &["operation", "status_class"],
+    );
+    let failed = kratos[&key(&["find_by_credential_identifier", "error"])];
+    let retries = tally(&metrics, "kratos_jit_kratos_retries", &["operation"]);
+    // Every attempt failed; all but the first were retries (kratos.max_retries = 2).
+    assert_eq!(kratos.len(), 1, "{kratos:?}");
+    assert_eq!(
+        retries[&key(&["find_by_credential_identifier"])],
+        failed - 1,
+        "{text}"
+    );
+    assert!(failed >= 2, "{text}");
+    assert!(tally(&metrics, "kratos_jit_denials", &["provider", "code"]).is_empty());
 }
