@@ -39,6 +39,16 @@ pub struct Config {
     /// `/health/ready` ([`crate::health`]).
     pub health: crate::health::HealthSettings,
     pub audit: crate::audit::AuditConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// The Prometheus metrics (`GET /metrics`, [`crate::metrics`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsConfig {
+    /// Where `/metrics` is served, on a listener of its own; never on `listen`. `None` (the
+    /// default): not served at all, since the exposition names the providers (the customers)
+    /// and the address must be chosen with the network in mind. Counting goes on regardless.
+    pub listen: Option<SocketAddr>,
 }
 
 /// The SCIM 2.0 service (`/scim/v2/<provider>/…`, [`crate::scim::service`]).
@@ -217,6 +227,7 @@ const KEYS: &[&str] = &[
     "audit.fsync",
     "audit.hash_key",
     "audit.hash_key_file",
+    "metrics.listen",
 ];
 
 const ENV_PREFIX: &str = "KRATOS_JIT__";
@@ -361,6 +372,7 @@ pub fn load_from(
         },
         health: r.health(),
         audit: r.audit(),
+        metrics: r.metrics(),
     };
     if config.api.secrets.is_empty()
         && config.api.trusted_secrets.is_empty()
@@ -383,6 +395,14 @@ pub fn load_from(
         r.errors.push(
             "kratos.request_timeout is longer than kratos.deadline: no call could complete".into(),
         );
+    }
+    if let Some(metrics) = config.metrics.listen
+        && metrics == config.listen
+        && metrics.port() != 0
+    {
+        r.errors.push(format!(
+            "metrics.listen is the same address as listen ({metrics}): the metrics are never served on the public port; give them an address of their own"
+        ));
     }
     if config.kratos.deadline >= config.api.deadline {
         r.errors
@@ -457,6 +477,26 @@ impl Reader {
             }),
             fsync: self.boolean("audit.fsync", false),
             hash_key: self.secret("audit.hash_key"),
+        }
+    }
+
+    /// `[metrics]`: `listen` unset, or set empty in the environment, leaves `/metrics` off.
+    fn metrics(&mut self) -> MetricsConfig {
+        let set = self
+            .entries
+            .get("metrics.listen")
+            .is_some_and(|e| !matches!(&e.raw, Raw::Str(s) if s.trim().is_empty()));
+        if !set {
+            self.entries.remove("metrics.listen");
+        }
+        MetricsConfig {
+            listen: set.then(|| {
+                self.parse("metrics.listen", "127.0.0.1:0", |s| {
+                    s.trim().parse::<SocketAddr>().map_err(|e| {
+                        format!("{e} (an address and port, such as \"127.0.0.1:9480\")")
+                    })
+                })
+            }),
         }
     }
 

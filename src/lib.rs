@@ -16,6 +16,8 @@
 //! - [`http`]: the HTTP adapters — the provisioning API, the Kratos web hooks and the hop;
 //! - [`store`]: SCIM resources, groups and memberships in SQLite or PostgreSQL (Kratos keeps
 //!   the identities);
+//! - [`metrics`]: the Prometheus metrics (logins, denials, Kratos calls, the mapper, SCIM),
+//!   served on their own listener;
 //! - [`timing`]: how long a request waited on Kratos and the upstream, for `Server-Timing`;
 //! - [`health`]: readiness for `GET /health/ready` (providers, Kratos, the SCIM store, the
 //!   hop's keys, the mapper workers);
@@ -39,6 +41,7 @@ pub mod http;
 pub mod kratos;
 pub mod login;
 pub mod mapper;
+pub mod metrics;
 pub mod provider;
 pub mod schema;
 pub mod scim;

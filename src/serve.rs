@@ -132,6 +132,9 @@ pub fn run(
         let store = crate::http::open_scim_store(&config).await?;
         let app = Application::build_with_store(&config, providers, worker, store)?;
         tracing::info!(message = "Serving the provisioning API.", address = %config.listen.ip(), port = app.port());
+        if let (Some(address), Some(port)) = (config.metrics.listen, app.metrics_port()) {
+            tracing::info!(message = "Serving the metrics on /metrics.", address = %address.ip(), port);
+        }
         if stand_in.is_some() {
             eprintln!("{}", dev_banner(app.port()));
         }

@@ -315,3 +315,53 @@ fn bad_audit_settings_are_reported_together() {
             .contains("`audit.file` is set but `audit.sink` is not file")
     );
 }
+
+#[test]
+fn metrics_are_off_until_metrics_listen_is_set_and_never_share_the_public_address() {
+    let off = load_from(None, env(&[("KRATOS_JIT__API__SECRETS", SECRET)])).unwrap();
+    assert_eq!(off.metrics.listen, None);
+    let empty = load_from(
+        None,
+        env(&[
+            ("KRATOS_JIT__API__SECRETS", SECRET),
+            ("KRATOS_JIT__METRICS__LISTEN", " "),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(empty.metrics.listen, None);
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kratos-jit.toml");
+    std::fs::write(&path, "[metrics]\nlisten = \"0.0.0.0:9480\"\n").unwrap();
+    let on = load_from(Some(&path), env(&[("KRATOS_JIT__API__SECRETS", SECRET)])).unwrap();
+    assert_eq!(on.metrics.listen, Some("0.0.0.0:9480".parse().unwrap()));
+
+    let errors = load_from(
+        None,
+        env(&[
+            ("KRATOS_JIT__API__SECRETS", SECRET),
+            ("KRATOS_JIT__METRICS__LISTEN", "127.0.0.1:4480"),
+        ]),
+    )
+    .unwrap_err();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("never served on the public port")),
+        "{errors:?}"
+    );
+    let errors = load_from(
+        None,
+        env(&[
+            ("KRATOS_JIT__API__SECRETS", SECRET),
+            ("KRATOS_JIT__METRICS__LISTEN", "9480"),
+        ]),
+    )
+    .unwrap_err();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("KRATOS_JIT__METRICS__LISTEN") && e.contains("127.0.0.1:9480")),
+        "{errors:?}"
+    );
+}

@@ -12,6 +12,7 @@
 //! Every request runs in its W3C trace ([`crate::trace`]): [`traced`] reads its `traceparent`
 //! and runs the handler inside a `request` span whose `trace_id` field every log line of the
 //! request shows, and calls to Kratos and upstream IdPs pass the trace on.
+//! - [`metrics`]: `GET /metrics`, on the `metrics.listen` address only (its own listener).
 //!
 //! [`Application::build`] wires the use case from validated configuration and loaded providers;
 //! every route shares one [`AppState`]. Each protocol turns the use case's outcome into its own
@@ -26,6 +27,7 @@ pub mod api;
 pub mod auth;
 pub mod hooks;
 pub mod hop;
+pub mod metrics;
 pub mod scim;
 
 use std::net::TcpListener;
@@ -69,6 +71,8 @@ pub struct AppState {
     readiness: Arc<crate::health::Readiness>,
     /// The Kratos client the readiness probe uses (the one the logins use).
     kratos: HttpKratos,
+    /// What the use case, the Kratos client and the SCIM routes count ([`crate::metrics`]).
+    metrics: crate::metrics::Metrics,
 }
 
 impl AppState {
@@ -118,8 +122,13 @@ impl AppState {
         .map_err(|errors| anyhow::anyhow!("mappers failed to compile: {errors:?}"))?;
         let hop = crate::hop::Hop::new(config, &providers)
             .map_err(|errors| anyhow::anyhow!("claims hop: {}", errors.join("; ")))?;
+        let metrics = {
+            let engine = engine.clone();
+            crate::metrics::Metrics::new(&providers, move || engine.worker_restarts())
+        };
         let kratos = HttpKratos::new(config.kratos.clone())
-            .map_err(|e| anyhow::anyhow!("Kratos admin API settings: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("Kratos admin API settings: {e}"))?
+            .with_metrics(metrics.clone());
         let verifier = TokenVerifier::new(VerifierOptions {
             clock_skew: config.token.clock_skew,
             http_timeout: config.token.http_timeout,
@@ -143,7 +152,8 @@ impl AppState {
             readiness: Arc::new(readiness),
             kratos: kratos.clone(),
             logins: Logins::new(kratos, engine, Arc::new(providers), schemas)
-                .with_audit(crate::audit::Audit::open(&config.audit)),
+                .with_audit(crate::audit::Audit::open(&config.audit))
+                .with_metrics(metrics.clone()),
             verifier,
             secrets: Secrets::new(&config.api.secrets),
             trusted_secrets: Secrets::new(&config.api.trusted_secrets),
@@ -161,6 +171,7 @@ impl AppState {
             hop,
             server_timing: config.hop.server_timing,
             scim,
+            metrics,
         })
     }
 }
@@ -345,6 +356,8 @@ pub async fn open_scim_store(config: &Config) -> anyhow::Result<Option<crate::st
 pub struct Application {
     server: actix_web::dev::Server,
     port: u16,
+    /// The metrics server on `metrics.listen`, and its port; `None` when it is unset.
+    metrics: Option<(actix_web::dev::Server, u16)>,
 }
 
 impl Application {
@@ -377,6 +390,16 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
         let port = listener.local_addr()?.port();
+        let metrics = match config.metrics.listen {
+            Some(address) => {
+                let listener = TcpListener::bind(address).map_err(|e| {
+                    anyhow::anyhow!("metrics.listen: cannot listen on {address}: {e}")
+                })?;
+                let port = listener.local_addr()?.port();
+                Some((metrics::server(listener, state.metrics.clone())?, port))
+            }
+            None => None,
+        };
         // actix caps connections per worker thread: the listener's cap is split evenly among
         // them, never exceeding `max_connections` (one worker per core, as actix's default).
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -400,15 +423,34 @@ impl Application {
         .tcp_nodelay(true)
         .listen(listener)?
         .run();
-        Ok(Application { server, port })
+        Ok(Application {
+            server,
+            port,
+            metrics,
+        })
     }
 
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    /// Serves until SIGINT/SIGTERM, then drains in-flight requests (graceful shutdown).
+    /// The port `/metrics` is served on (`metrics.listen`), if it is.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().map(|(_, port)| *port)
+    }
+
+    /// Serves until SIGINT/SIGTERM, then drains in-flight requests (graceful shutdown); the
+    /// metrics server stops after the application's.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let metrics = self.metrics.map(|(server, _)| {
+            let handle = server.handle();
+            actix_web::rt::spawn(server);
+            handle
+        });
+        let served = self.server.await;
+        if let Some(handle) = metrics {
+            handle.stop(true).await;
+        }
+        served
     }
 }

@@ -11,7 +11,9 @@
 //! (Entra adds it, some clients do not), then compared in constant time against the digests of
 //! that provider's secrets only. An unknown provider, or one without `[scim] enabled`, is 404.
 //! Every error is a SCIM error body (`application/scim+json`); a 503 carries `Retry-After`.
-//! Logs carry the provider, the route and the status — never a body value.
+//! Logs carry the provider, the route and the status — never a body value. Every answer is
+//! counted (`kratos_jit_scim_requests_total`: provider, resource, method, status; an id that
+//! names no provider is counted as `unknown`).
 //!
 //! With `scim.server_timing` on, every SCIM answer carries `Server-Timing: dep;dur=…,
 //! app;dur=…` ([`crate::timing`]), as the hop's do: `dep` is the time the request spent in its
@@ -178,11 +180,21 @@ async fn handle(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
+    let response = timed(&request, payload, &state).await;
+    let method = request.method().as_str();
+    state
+        .metrics
+        .scim_request(request.path(), method, response.status().as_u16());
+    response
+}
+
+/// The answer, with `Server-Timing` when `scim.server_timing` is on.
+async fn timed(request: &HttpRequest, payload: web::Payload, state: &AppState) -> HttpResponse {
     if !state.scim.as_ref().is_some_and(|scim| scim.server_timing) {
-        return respond(&request, payload, &state).await;
+        return respond(request, payload, state).await;
     }
     let started = Instant::now();
-    let (mut response, waited) = crate::timing::measured(respond(&request, payload, &state)).await;
+    let (mut response, waited) = crate::timing::measured(respond(request, payload, state)).await;
     if let Ok(value) =
         HeaderValue::from_str(&crate::timing::server_timing(started.elapsed(), waited))
     {

@@ -56,6 +56,8 @@ pub struct HttpKratos {
     max_retries: u32,
     /// When Kratos last answered, for readiness (shared with [`crate::health`]).
     contact: std::sync::Arc<crate::health::KratosContact>,
+    /// Where every attempt and retry is counted ([`HttpKratos::with_metrics`]).
+    metrics: crate::metrics::Metrics,
 }
 
 impl fmt::Debug for HttpKratos {
@@ -143,6 +145,7 @@ impl HttpKratos {
             deadline: settings.deadline,
             max_retries: settings.max_retries,
             contact: Default::default(),
+            metrics: Default::default(),
         })
     }
 
@@ -195,6 +198,13 @@ impl HttpKratos {
             Err(problem) => self.contact.failed(problem.clone()),
         }
         outcome
+    }
+
+    /// Counts every attempt (by operation and status class, with its time) and every retry
+    /// into `metrics` (by default, into a registry nobody serves).
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// `<admin_url>/admin/identities[/<segments>…]`, each segment percent-encoded.
@@ -266,7 +276,10 @@ impl HttpKratos {
             let budget = self
                 .request_timeout
                 .min(deadline.saturating_duration_since(Instant::now()));
-            let (error, retry_after, maybe_applied) = match self.attempt(call, budget).await {
+            let timer = self.metrics.kratos_attempt(call.operation);
+            let sent = self.attempt(call, budget).await;
+            timer.finish(sent.as_ref().ok().map(|answer| answer.status.as_u16()));
+            let (error, retry_after, maybe_applied) = match sent {
                 Ok(answer) => {
                     tracing::debug!(
                         operation = call.operation,
@@ -357,6 +370,7 @@ impl HttpKratos {
                 error = %error,
                 "Kratos admin call failed; retrying."
             );
+            self.metrics.kratos_retry(call.operation);
             tokio::time::sleep_until(next_start).await;
         }
     }

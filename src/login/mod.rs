@@ -33,7 +33,9 @@
 //! The result is an [`Outcome`] that keeps the [`Denial`] as a type; each protocol turns it into
 //! its own answer in one place. The login is logged here, once, with the entry point, the
 //! provider, the subject's tag, the action, the identity id and the denial's code — never a
-//! claim, a trait or a denial's reason.
+//! claim, a trait or a denial's reason. It is counted here too ([`crate::metrics`]: by
+//! provider, entry point, action and denial code, with its duration), and so is its mapper
+//! evaluation.
 //!
 //! Sessions are revoked **before** the write, never after it: if the revocation fails, nothing
 //! is written and the login fails as unavailable, so its retry still sees the change and
@@ -75,6 +77,7 @@ use crate::domain::scim::ScimSubjectError;
 use crate::domain::{Denial, IdentityId, ScimInput, Subject};
 use crate::kratos::{KratosAdmin, KratosError, NewIdentity, PatchOp};
 use crate::mapper::{Claims, MapperEngine, MapperError, MapperKind};
+use crate::metrics::Metrics;
 use crate::provider::{Provider, Providers};
 use crate::schema::IdentitySchemas;
 
@@ -290,6 +293,8 @@ pub struct Logins<K> {
     providers: Arc<Providers>,
     schemas: Arc<IdentitySchemas>,
     audit: Audit,
+    /// Where each login and mapper evaluation is counted ([`Logins::with_metrics`]).
+    metrics: Metrics,
 }
 
 impl<K: KratosAdmin> Logins<K> {
@@ -305,6 +310,7 @@ impl<K: KratosAdmin> Logins<K> {
             providers,
             schemas,
             audit: Audit::off(),
+            metrics: Metrics::default(),
         }
     }
 
@@ -317,6 +323,13 @@ impl<K: KratosAdmin> Logins<K> {
     /// The audit trail, for the writes an entry point makes itself (the SCIM lifecycle).
     pub fn audit(&self) -> &Audit {
         &self.audit
+    }
+
+    /// Counts every login and mapper evaluation into `metrics` (by default, into a registry
+    /// nobody serves).
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     pub fn providers(&self) -> &Providers {
@@ -343,6 +356,7 @@ impl<K: KratosAdmin> Logins<K> {
         let (entry, provider) = (login.entry, login.provider.id.clone());
         let (provider_ref, subject) = (login.provider, login.subject.clone());
         let mapper_kind = login.claims.kind();
+        let timer = self.metrics.login(entry, provider.as_str());
         let result = run::Run {
             logins: self,
             until: Instant::now() + login.kratos_budget,
@@ -354,6 +368,7 @@ impl<K: KratosAdmin> Logins<K> {
         if let Ok(outcome) = &result {
             self.audit_refusal(entry, provider_ref, mapper_kind, &subject, outcome);
         }
+        timer.finish(&result);
         match &result {
             Ok(outcome) => tracing::info!(
                 message = "Login processed.",

@@ -176,7 +176,8 @@ impl<K: KratosAdmin> Run<'_, '_, K> {
 
     async fn map(&self, current: Option<&Value>) -> Result<Mapped, LoginError> {
         let provider = self.login.provider;
-        let output = match self
+        let started = std::time::Instant::now();
+        let evaluated = self
             .logins
             .engine
             .evaluate(
@@ -184,8 +185,15 @@ impl<K: KratosAdmin> Run<'_, '_, K> {
                 self.login.claims,
                 &identity_ext_var(current),
             )
-            .await
-        {
+            .await;
+        let kind = self.login.claims.kind();
+        self.logins.metrics.mapper_evaluated(
+            provider.id.as_str(),
+            kind,
+            &evaluated,
+            started.elapsed(),
+        );
+        let output = match evaluated {
             Ok(output) => output,
             // The evaluator itself failed, not the mapper's judgement: an error the caller may
             // retry, never a denial it would take for a refusal.

@@ -143,6 +143,16 @@ impl MapperEngine {
         }
     }
 
+    /// How many worker processes were started to replace one that was lost (killed at its
+    /// deadline, crashed, or abandoned mid-evaluation), since the engine started; 0 for
+    /// [`Isolation::Threads`]. For the metrics (`kratos_jit_mapper_worker_restarts_total`).
+    pub fn worker_restarts(&self) -> u64 {
+        match &self.pool {
+            Pool::Threads { .. } => 0,
+            Pool::Processes(handle) => handle.0.restarts(),
+        }
+    }
+
     fn job(&self, provider: &str, claims: OwnedClaims, identity: Value, reply: Reply) -> Job {
         Job {
             provider: provider.to_owned(),
@@ -254,6 +264,47 @@ while read -r request; do
   echo '{"response":{"ok":{"identity":{"traits":{}}}}}'
 done
 "#;
+
+    /// Ready after the setup line, then dies on the first request.
+    const CRASHING_WORKER: &str = r#"#!/bin/sh
+read -r setup
+echo '{"response":"ready"}'
+read -r request
+exit 3
+"#;
+
+    #[tokio::test]
+    async fn a_worker_started_to_replace_a_crashed_one_is_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let program = dir.path().join("crashing-worker");
+        std::fs::write(&program, CRASHING_WORKER).unwrap();
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let isolation = Isolation::Processes(WorkerProgram::new(&program));
+        let engine = MapperEngine::start(sources(), Limits::default(), 1, isolation).unwrap();
+        let blocking = engine.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            blocking.evaluate_blocking("p", json!({}), empty_identity())
+        })
+        .await
+        .unwrap();
+        assert!(
+            matches!(result, Err(MapperError::WorkerCrashed(_))),
+            "{result:?}"
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while engine.worker_restarts() == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the crashed worker was not replaced"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            engine.worker_restarts(),
+            1,
+            "the first start is not a restart"
+        );
+    }
 
     #[tokio::test]
     async fn the_engine_counts_every_evaluation_its_threads_run_whatever_the_result() {

@@ -45,8 +45,10 @@ pub(super) struct ProcessPool {
     work: std::sync::Condvar,
     /// Jobs and direct exchanges that reached a worker, whatever became of them.
     evaluations: AtomicU64,
-    /// The number of workers the pool keeps.
+    /// The workers asked for, and the workers started so far: those beyond `size` replaced a
+    /// worker that was lost ([`ProcessPool::restarts`]).
     size: usize,
+    started: AtomicU64,
 }
 
 struct PoolState {
@@ -101,6 +103,7 @@ impl ProcessPool {
             work: std::sync::Condvar::new(),
             evaluations: AtomicU64::new(0),
             size,
+            started: AtomicU64::new(0),
         });
         for _ in 0..size {
             let relay = Arc::clone(&pool);
@@ -129,6 +132,14 @@ impl ProcessPool {
         self.evaluations.load(Ordering::Relaxed)
     }
 
+    /// Workers started to replace one that was killed at its deadline, crashed, failed to come
+    /// back from collecting its garbage, or was abandoned by its caller.
+    pub(super) fn restarts(&self) -> u64 {
+        self.started
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.size as u64)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, PoolState> {
         // A panic elsewhere cannot leave the state inconsistent: every change is one step.
         self.state
@@ -137,12 +148,14 @@ impl ProcessPool {
     }
 
     fn spawn(&self) -> Result<process::Worker, MapperError> {
-        process::Worker::spawn(&self.program, &self.sources, self.limits, WORKER_STARTUP).map_err(
-            |error| {
-                tracing::error!(message = "Could not start a mapper worker process.", %error);
-                error
-            },
-        )
+        let worker =
+            process::Worker::spawn(&self.program, &self.sources, self.limits, WORKER_STARTUP)
+                .map_err(|error| {
+                    tracing::error!(message = "Could not start a mapper worker process.", %error);
+                    error
+                })?;
+        self.started.fetch_add(1, Ordering::Relaxed);
+        Ok(worker)
     }
 
     pub(super) fn submit(&self, job: Job) -> Result<(), MapperError> {
