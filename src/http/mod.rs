@@ -7,12 +7,13 @@
 //!   `scim.database_url` names a store);
 //! - [`auth`]: the secrets each of them accepts;
 //! - `GET /health/alive` (the process serves HTTP) and `GET /health/ready` (it can serve
-//!   logins: [`crate::health`]; 200, or 503 naming each check that fails).
-//!
-//! Every request runs in its W3C trace ([`crate::trace`]): [`traced`] reads its `traceparent`
-//! and runs the handler inside a `request` span whose `trace_id` field every log line of the
-//! request shows, and calls to Kratos and upstream IdPs pass the trace on.
+//!   logins: [`crate::health`]; 200, or 503 naming each check that fails);
 //! - [`metrics`]: `GET /metrics`, on the `metrics.listen` address only (its own listener).
+//!
+//! Every request runs in its context ([`in_context`]): its W3C trace ([`crate::trace`]), read
+//! from its `traceparent`, with a `request` span whose `trace_id` field every log line of the
+//! request shows (calls to Kratos and upstream IdPs pass the trace on), and a request id that
+//! its audit events carry and its answer names in `X-Request-Id`.
 //!
 //! [`Application::build`] wires the use case from validated configuration and loaded providers;
 //! every route shares one [`AppState`]. Each protocol turns the use case's outcome into its own
@@ -264,11 +265,31 @@ async fn ready(state: web::Data<AppState>) -> HttpResponse {
         .json(report.to_json())
 }
 
-/// Runs every request in its W3C trace ([`crate::trace`]) and its `request` span, which
-/// carries `trace_id` into every log line of the request. The span is at ERROR level so that
-/// it is enabled whatever `KRATOS_JIT_LOG` lets through: a span's level only decides whether
-/// it exists, and its fields then show on the lines of every level inside it.
-pub fn traced<S, B>(
+async fn not_found() -> Result<HttpResponse, api::ApiError> {
+    Err(api::ApiError::NotFound("no such endpoint".into()))
+}
+
+/// The routes, for the server and for in-process tests.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/provision", web::post().to(api::provision))
+        .route("/v1/hooks/registration", web::post().to(registration_hook))
+        .route("/v1/hooks/login", web::post().to(login_hook))
+        .route("/health/alive", web::get().to(alive))
+        .route("/health/ready", web::get().to(ready))
+        .configure(hop::configure)
+        .configure(scim::configure);
+}
+
+/// Runs every request in its context, set up once here:
+///
+/// - its W3C trace ([`crate::trace`]), from its `traceparent` (a new one when there is none or
+///   it is invalid), and a `request` span whose `trace_id` field every log line of the request
+///   shows. The span is at ERROR level so that it is enabled whatever `KRATOS_JIT_LOG` lets
+///   through: a span's level only decides whether it exists, and its fields then show on the
+///   lines of every level inside it;
+/// - a fresh request id, the audit events' `request_id` ([`crate::audit`]), answered in
+///   `X-Request-Id`.
+pub fn in_context<S, B>(
     request: actix_web::dev::ServiceRequest,
     service: &S,
 ) -> impl std::future::Future<Output = Result<actix_web::dev::ServiceResponse<B>, actix_web::Error>>
@@ -289,39 +310,6 @@ where
         headers.get(crate::trace::TRACESTATE).map(|v| v.as_bytes()),
     );
     let span = tracing::error_span!("request", trace_id = %trace.trace_id());
-    let response = service.call(request);
-    crate::trace::scope(trace, response.instrument(span))
-}
-
-async fn not_found() -> Result<HttpResponse, api::ApiError> {
-    Err(api::ApiError::NotFound("no such endpoint".into()))
-}
-
-/// The routes, for the server and for in-process tests.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/provision", web::post().to(api::provision))
-        .route("/v1/hooks/registration", web::post().to(registration_hook))
-        .route("/v1/hooks/login", web::post().to(login_hook))
-        .route("/health/alive", web::get().to(alive))
-        .route("/health/ready", web::get().to(ready))
-        .configure(hop::configure)
-        .configure(scim::configure);
-}
-
-/// Runs a request under a fresh request id (the audit events' `request_id`), answered in
-/// `X-Request-Id`.
-fn with_request_id<S, B>(
-    request: actix_web::dev::ServiceRequest,
-    service: &S,
-) -> impl std::future::Future<Output = Result<actix_web::dev::ServiceResponse<B>, actix_web::Error>>
-+ use<S, B>
-where
-    S: actix_web::dev::Service<
-            actix_web::dev::ServiceRequest,
-            Response = actix_web::dev::ServiceResponse<B>,
-            Error = actix_web::Error,
-        >,
-{
     let id = crate::audit::new_request_id();
     let header = actix_web::http::header::HeaderValue::from_str(&id).ok();
     let context = crate::audit::RequestContext {
@@ -329,7 +317,7 @@ where
         trigger_id: None,
     };
     let call = service.call(request);
-    async move {
+    let answered = async move {
         let mut response = crate::audit::scope(context, call).await?;
         if let Some(header) = header {
             response.headers_mut().insert(
@@ -338,7 +326,8 @@ where
             );
         }
         Ok(response)
-    }
+    };
+    crate::trace::scope(trace, answered.instrument(span))
 }
 
 /// The SCIM store `scim.database_url` names, opened and migrated; `None` when it is unset.
@@ -406,8 +395,7 @@ impl Application {
         let workers = cores.min(config.max_connections).max(1);
         let server = HttpServer::new(move || {
             App::new()
-                .wrap_fn(with_request_id)
-                .wrap_fn(traced)
+                .wrap_fn(in_context)
                 .app_data(state.clone())
                 .configure(configure)
                 .default_service(web::to(not_found))
