@@ -12,15 +12,14 @@
 
 #[path = "common/personal.rs"]
 mod personal;
+#[path = "common/serve.rs"]
+mod serve;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use kratos_jit::carrier::CARRIED_CLAIMS_KEY;
-use kratos_jit::config;
-use kratos_jit::http::{Application, open_scim_store};
-use kratos_jit::mapper::WorkerProgram;
 use kratos_jit::provider::Providers;
 use kratos_jit::standin::{Fault, StandIn};
 use openmetrics_parser::{MetricsExposition, OpenMetricsType, OpenMetricsValue};
@@ -76,20 +75,7 @@ async fn spawn(with_metrics: bool, scim: bool, extra: &[(&str, &str)]) -> App {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
     );
-    let mut config = config::load_from(None, env).unwrap_or_else(|e| panic!("{e:?}"));
-    let (providers, _) = Providers::load(&config.providers).unwrap_or_else(|e| panic!("{e:?}"));
-    config.scim.dev_secrets = kratos_jit::serve::dev_scim_secrets(&providers)
-        .into_iter()
-        .map(|(name, _)| (name, kratos_jit::secret::Secret::new(SCIM_SECRET)))
-        .collect();
-    let store = open_scim_store(&config).await.unwrap();
-    let app = Application::build_with_store(
-        &config,
-        providers,
-        WorkerProgram::new(env!("CARGO_BIN_EXE_kratos-jit")),
-        store,
-    )
-    .unwrap();
+    let app = serve::build(env, |_| SCIM_SECRET).await;
     let public = format!("http://127.0.0.1:{}", app.port());
     let metrics = app
         .metrics_port()

@@ -2,12 +2,11 @@
 //! is the time spent in calls to the Kratos admin API and to the SCIM store (what the SCIM
 //! benchmark, `bench/scim-load.sh`, subtracts to get kratos-jit's own share).
 
+#[path = "common/serve.rs"]
+mod serve;
+
 use std::time::Duration;
 
-use kratos_jit::config;
-use kratos_jit::http::{Application, open_scim_store};
-use kratos_jit::mapper::WorkerProgram;
-use kratos_jit::provider::Providers;
 use kratos_jit::standin::{Fault, StandIn};
 use serde_json::json;
 
@@ -36,20 +35,7 @@ async fn spawn(server_timing: bool) -> (String, StandIn) {
     if server_timing {
         env.push(("KRATOS_JIT__SCIM__SERVER_TIMING".into(), "true".into()));
     }
-    let mut config = config::load_from(None, env).unwrap_or_else(|e| panic!("{e:?}"));
-    let (providers, _) = Providers::load(&config.providers).unwrap_or_else(|e| panic!("{e:?}"));
-    config.scim.dev_secrets = kratos_jit::serve::dev_scim_secrets(&providers)
-        .into_iter()
-        .map(|(name, _)| (name, kratos_jit::secret::Secret::new(SECRET)))
-        .collect();
-    let store = open_scim_store(&config).await.unwrap();
-    let app = Application::build_with_store(
-        &config,
-        providers,
-        WorkerProgram::new(env!("CARGO_BIN_EXE_kratos-jit")),
-        store,
-    )
-    .unwrap();
+    let app = serve::build(env, |_| SECRET).await;
     let address = format!("http://127.0.0.1:{}", app.port());
     actix_web::rt::spawn(app.run_until_stopped());
     (address, kratos)

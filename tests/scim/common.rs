@@ -3,10 +3,6 @@
 
 use std::path::{Path, PathBuf};
 
-use kratos_jit::config;
-use kratos_jit::http::{Application, open_scim_store};
-use kratos_jit::mapper::WorkerProgram;
-use kratos_jit::provider::Providers;
 use kratos_jit::standin::StandIn;
 use serde_json::{Value, json};
 
@@ -90,27 +86,14 @@ pub async fn spawn_with(options: Options) -> App {
         ("KRATOS_JIT__SCIM__MAX_BODY_BYTES".into(), "4096".into()),
     ];
     env.extend(options.env.into_iter().map(|(k, v)| (k.to_owned(), v)));
-    let mut config = config::load_from(None, env).unwrap_or_else(|e| panic!("{e:?}"));
-    let (providers, _) = Providers::load(&config.providers).unwrap_or_else(|e| panic!("{e:?}"));
-    config.scim.dev_secrets = kratos_jit::serve::dev_scim_secrets(&providers)
-        .into_iter()
-        .map(|(name, _)| {
-            let secret = if name.contains("OKTA_ACME") {
-                ACME
-            } else {
-                GLOBEX
-            };
-            (name, kratos_jit::secret::Secret::new(secret))
-        })
-        .collect();
-    let store = open_scim_store(&config).await.unwrap();
-    let app = Application::build_with_store(
-        &config,
-        providers,
-        WorkerProgram::new(env!("CARGO_BIN_EXE_kratos-jit")),
-        store,
-    )
-    .unwrap();
+    let app = super::serve::build(env, |name| {
+        if name.contains("OKTA_ACME") {
+            ACME
+        } else {
+            GLOBEX
+        }
+    })
+    .await;
     let address = format!("http://127.0.0.1:{}", app.port());
     actix_web::rt::spawn(app.run_until_stopped());
     App {

@@ -19,6 +19,8 @@ mod on_delete;
 mod pg_cluster;
 mod postgres;
 mod readiness;
+#[path = "../common/serve.rs"]
+mod serve;
 
 use common::{ACME, App, GLOBEX, GROUPS, USERS, spawn};
 use serde_json::{Value, json};
