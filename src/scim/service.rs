@@ -362,6 +362,22 @@ impl<K: KratosAdmin> ScimService<'_, K> {
         Ok(out)
     }
 
+    async fn represent_users(&self, users: &[StoredUser]) -> Result<Vec<Value>, ScimError> {
+        let mut out = Vec::with_capacity(users.len());
+        for user in users {
+            out.push(self.user_representation(user).await?);
+        }
+        Ok(out)
+    }
+
+    async fn represent_groups(&self, groups: &[StoredGroup]) -> Result<Vec<Value>, ScimError> {
+        let mut out = Vec::with_capacity(groups.len());
+        for group in groups {
+            out.push(self.group_representation(group).await?);
+        }
+        Ok(out)
+    }
+
     async fn group_representation(&self, group: &StoredGroup) -> Result<Value, ScimError> {
         let members = self
             .store
@@ -936,8 +952,7 @@ impl<K: KratosAdmin> ScimService<'_, K> {
     ) -> Result<Vec<Value>, ScimError> {
         let lookup = query.filter.as_ref().and_then(|f| f.index_lookup(kind));
         let provider = &self.provider.id;
-        let mut out = Vec::new();
-        match kind {
+        let mut out = match kind {
             ResourceKind::User => {
                 let users = match lookup {
                     Some(l) => self
@@ -951,9 +966,7 @@ impl<K: KratosAdmin> ScimService<'_, K> {
                     Some(users) => users,
                     None => self.store.all_users(provider).await.map_err(store_error)?,
                 };
-                for user in &users {
-                    out.push(self.user_representation(user).await?);
-                }
+                self.represent_users(&users).await?
             }
             ResourceKind::Group => {
                 let groups = match lookup {
@@ -968,11 +981,9 @@ impl<K: KratosAdmin> ScimService<'_, K> {
                     Some(groups) => groups,
                     None => self.store.all_groups(provider).await.map_err(store_error)?,
                 };
-                for group in &groups {
-                    out.push(self.group_representation(group).await?);
-                }
+                self.represent_groups(&groups).await?
             }
-        }
+        };
         if let Some(filter) = &query.filter {
             out.retain(|resource| filter.matches(kind, resource));
         }
@@ -1044,11 +1055,7 @@ impl<K: KratosAdmin> ScimService<'_, K> {
                         .users_page(provider, skip, room)
                         .await
                         .map_err(store_error)?;
-                    let mut resources = Vec::with_capacity(users.len());
-                    for user in &users {
-                        resources.push(self.user_representation(user).await?);
-                    }
-                    (resources, count)
+                    (self.represent_users(&users).await?, count)
                 }
                 ResourceKind::Group => {
                     let (groups, count) = self
@@ -1056,11 +1063,7 @@ impl<K: KratosAdmin> ScimService<'_, K> {
                         .groups_page(provider, skip, room)
                         .await
                         .map_err(store_error)?;
-                    let mut resources = Vec::with_capacity(groups.len());
-                    for group in &groups {
-                        resources.push(self.group_representation(group).await?);
-                    }
-                    (resources, count)
+                    (self.represent_groups(&groups).await?, count)
                 }
             };
             total += count;
